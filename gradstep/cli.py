@@ -1,0 +1,165 @@
+"""The command line: ``gradstep list``, ``gradstep check``, and ``gradstep SCENARIO``.
+
+Exit codes: 0 parity, 1 divergence (or the scenario's own code failed), 2 bad
+input (unknown scenario, broken scenario file, bad option).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+
+from gradstep import __version__
+
+EXIT_PARITY, EXIT_DIVERGED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class ScenarioGroup(click.Group):
+    """A group where an unknown first word is a scenario to open: ``gradstep fizzbuzz``."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "open", self.commands["open"], args
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=ScenarioGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gradstep")
+def main() -> None:
+    """Step a NumPy and a PyTorch training loop in lockstep and see where they part.
+
+    \b
+    gradstep SCENARIO            open a scenario (a bundled name or a .py file)
+    gradstep check SCENARIO      run it headless: report, exit 0 on parity, 1 on divergence
+    gradstep list                the bundled scenarios
+
+    Scenario files are Python and run with your rights: open only files you trust.
+    """
+
+
+def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by every command that runs a scenario."""
+    options = [
+        click.argument("scenario"),
+        click.option("--variant", "-v", help="Variant to run (default: the scenario's, usually as-posted)."),
+        click.option("--device", default="cpu", show_default=True, help="Where the torch side runs: cpu or cuda."),
+        click.option("--dtype", type=click.Choice(["float32", "float64"]),
+                     help="Torch dtype (default: the scenario's)."),
+        click.option("--rtol", type=float, help="Relative tolerance (give --atol too)."),
+        click.option("--atol", type=float, help="Absolute tolerance (give --rtol too)."),
+        click.option("--no-tf32", "no_tf32", is_flag=True, help="On CUDA, turn TF32 matmul off."),
+        click.option("--hex", "hex_bits", is_flag=True, help="Show the exact bits instead of decimals."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def build_engine(scenario: str, variant: str | None, device: str, dtype: str | None,
+                 rtol: float | None, atol: float | None, no_tf32: bool) -> Any:
+    """Load the scenario and make its engine; every bad input ends here with exit 2."""
+    from gradstep.engine import Engine, EngineError
+    from gradstep.loader import LoadError, load_scenario
+    from gradstep.sides import ScenarioError
+
+    if (rtol is None) != (atol is None):
+        raise click.UsageError("--rtol and --atol must be given together")
+    try:
+        loaded = load_scenario(scenario, variant)
+        return Engine(loaded, device=device, dtype=dtype, rtol=rtol, atol=atol, tf32=False if no_tf32 else None)
+    except (LoadError, EngineError, ScenarioError) as error:
+        _fail(str(error))
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]gradstep:[/] {message}", highlight=False, markup=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@main.command("list")
+def list_command() -> None:
+    """The bundled scenarios, their summaries and variants."""
+    from rich.table import Table
+
+    from gradstep.loader import LoadError, list_scenarios
+
+    try:
+        scenarios = list_scenarios()
+    except LoadError as error:
+        _fail(str(error))
+    table = Table("scenario", "summary", "variants")
+    for s in scenarios:
+        variants = ", ".join(f"{name}{' (default)' if name == s.default_variant else ''}" for name in s.variants)
+        table.add_row(s.name, s.summary, variants)
+    Console().print(table)
+
+
+@main.command("check")
+@run_options
+@click.option("--steps", type=click.IntRange(min=1), help="Run this many steps.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Run this many epochs.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+def check_command(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
+                  atol: float | None, no_tf32: bool, hex_bits: bool, steps: int | None, epochs: int | None,
+                  as_json: bool) -> None:
+    """Run SCENARIO headless and report; exit 0 on parity, 1 on divergence, 2 on bad input."""
+    if steps is not None and epochs is not None:
+        raise click.UsageError("give --steps or --epochs, not both")
+    engine = build_engine(scenario, variant, device, dtype, rtol, atol, no_tf32)
+    if epochs is not None:
+        steps = epochs * engine.steps_per_epoch
+    result = _run_with_progress(engine, steps if steps is not None else engine.total_steps)
+    if as_json:
+        from gradstep.report import to_json
+
+        click.echo(json.dumps(to_json(engine, result)))
+    else:
+        from gradstep.report import print_report
+
+        print_report(Console(), engine, result, hex_bits=hex_bits)
+    sys.exit(EXIT_PARITY if result.parity else EXIT_DIVERGED)
+
+
+def _run_with_progress(engine: Any, steps: int) -> Any:
+    """Run, with a progress bar on stderr once the run has taken more than a second."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    started = time.monotonic()
+    bar: dict[str, Any] = {}
+
+    def progress(done: int, total: int) -> None:
+        if done % 64 and done != total:
+            return  # keep the per-step cost negligible
+        if "p" not in bar:
+            if time.monotonic() - started < 1.0:
+                return
+            p = Progress(TextColumn("stepping"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                         console=Console(stderr=True), transient=True)
+            p.start()
+            bar["p"], bar["task"] = p, p.add_task("steps", total=total)
+        bar["p"].update(bar["task"], completed=done)
+
+    try:
+        return engine.run(steps=steps, progress=progress)
+    finally:
+        if "p" in bar:
+            bar["p"].stop()
+
+
+@main.command("open", hidden=True)
+@run_options
+def open_command(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
+                 atol: float | None, no_tf32: bool, hex_bits: bool) -> None:
+    """Open SCENARIO (the debugger screen comes with the TUI; until then, the check report)."""
+    engine = build_engine(scenario, variant, device, dtype, rtol, atol, no_tf32)
+    result = _run_with_progress(engine, engine.total_steps)
+    from gradstep.report import print_report
+
+    print_report(Console(), engine, result, hex_bits=hex_bits)
+    sys.exit(EXIT_PARITY if result.parity else EXIT_DIVERGED)

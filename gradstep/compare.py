@@ -1,0 +1,342 @@
+"""Comparing a NumPy-side tensor with its torch-side counterpart.
+
+Closeness follows ``torch.testing.assert_close``: ``|a - b| <= atol + rtol * m``
+with per-dtype default tolerances, except that ``m`` is ``max(|a|, |b|)`` so
+that neither side is privileged as "expected". Values that are equal as
+floats (``0.0`` and ``-0.0``, ``inf`` and ``inf``) or NaN on both sides at the
+same place count as matching; NaN/Inf are also counted per side. The relative
+difference is ``|a - b| / max(|a|, |b|)`` (0 when both are 0), so it never
+divides by zero. ULP distances are measured in the lower-precision dtype of
+the two, as the number of representable values between them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Status(enum.IntEnum):
+    """What a tensor pair is at a step, from best to worst; the UI shows a mark for each."""
+
+    OK = 0  # within tolerance
+    DRIFT = 1  # out of tolerance free-running, within tolerance locally
+    ONE_SIDE = 2  # exists on one side only
+    SHAPE = 3  # shapes cannot be compared element for element
+    NONFINITE = 4  # NaN or Inf on one side where the other has a finite value
+    DIVERGED = 5  # out of tolerance even when both sides start the step from the same weights
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+
+
+# torch.testing.assert_close's defaults.
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "float16": Tolerance(1e-3, 1e-5),
+    "bfloat16": Tolerance(1.6e-2, 1e-5),
+    "float32": Tolerance(1.3e-6, 1e-5),
+    "float64": Tolerance(1e-7, 1e-7),
+}
+EXACT = Tolerance(0.0, 0.0)
+
+
+def lower_precision(a: np.dtype, b: np.dtype) -> np.dtype:
+    """The float dtype of the two with fewer mantissa bits (integers count as float64)."""
+    floats = [np.dtype(d) for d in (a, b) if np.dtype(d).kind == "f"]
+    if not floats:
+        return np.dtype(np.float64)
+    return min(floats, key=lambda d: np.finfo(d).nmant)
+
+
+def tolerance_for(a: np.dtype, b: np.dtype, rtol: float | None = None, atol: float | None = None) -> Tolerance:
+    """The tolerance for comparing dtypes ``a`` and ``b``: the user's, or the looser default."""
+    if (rtol is None) != (atol is None):
+        raise ValueError("rtol and atol must be given together")
+    if rtol is not None and atol is not None:
+        return Tolerance(float(rtol), float(atol))
+    if np.dtype(a).kind != "f" and np.dtype(b).kind != "f":
+        return EXACT
+    return DEFAULT_TOLERANCES.get(lower_precision(a, b).name, DEFAULT_TOLERANCES["float64"])
+
+
+@dataclass(frozen=True)
+class ElementDiffs:
+    """Per-element differences of two same-shaped arrays."""
+
+    abs: np.ndarray
+    rel: np.ndarray
+    ulp: np.ndarray
+    bad: np.ndarray  # out of tolerance (including a NaN/Inf against a finite value)
+    score: np.ndarray  # how far out of tolerance: abs / allowed; inf for a non-finite mismatch
+
+
+def element_diffs(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> ElementDiffs:
+    """Differences of ``a`` and ``b`` (same shape), element for element."""
+    a64 = np.asarray(a, dtype=np.float64)
+    b64 = np.asarray(b, dtype=np.float64)
+    same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.where(same, 0.0, np.abs(a64 - b64))
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        magnitude = np.maximum(np.abs(a64), np.abs(b64))
+        rel = np.where(diff == 0, 0.0, diff / np.where(magnitude == 0, 1.0, magnitude))
+        rel = np.where(np.isnan(rel), np.inf, rel)
+        allowed = tol.atol + tol.rtol * np.where(np.isfinite(magnitude), magnitude, 0.0)
+        score = np.where(diff == 0, 0.0, diff / np.where(allowed == 0, 1e-300, allowed))
+    bad = diff > allowed
+    ulp = ulp_distance(a, b, lower_precision(np.asarray(a).dtype, np.asarray(b).dtype))
+    return ElementDiffs(abs=diff, rel=rel, ulp=ulp, bad=bad, score=score)
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Representable values of ``dtype`` between ``a`` and ``b`` (after rounding both to it).
+
+    Returned as float64: NaN against anything but NaN is ``inf``.
+    """
+    dt = np.dtype(dtype)
+    ia = _ordered_int(np.asarray(a, dtype=dt))
+    ib = _ordered_int(np.asarray(b, dtype=dt))
+    dist = np.abs(ia.astype(np.float64) - ib.astype(np.float64))
+    nan_a = np.isnan(np.asarray(a, dtype=np.float64))
+    nan_b = np.isnan(np.asarray(b, dtype=np.float64))
+    return np.where(nan_a & nan_b, 0.0, np.where(nan_a | nan_b, np.inf, dist))
+
+
+def _ordered_int(x: np.ndarray) -> np.ndarray:
+    """Map floats to integers whose order is the floats' order (+0 and -0 both to 0)."""
+    signed = {2: np.int16, 4: np.int32, 8: np.int64}[x.dtype.itemsize]
+    bits = x.view(signed).astype(np.int64)
+    magnitude_mask = np.int64((1 << (x.dtype.itemsize * 8 - 1)) - 1)
+    magnitude = bits & magnitude_mask
+    return np.where(bits < 0, -magnitude, magnitude)
+
+
+@dataclass(frozen=True)
+class TensorComparison:
+    """How one named tensor compares between the sides at one step.
+
+    ``worst_index`` is the element furthest out of tolerance (or with the
+    greatest absolute difference when all are within), with both values in
+    their own dtypes. ``only_on`` names the side that has the tensor when the
+    other does not.
+    """
+
+    key: str
+    status: Status
+    tolerance: Tolerance
+    numpy_shape: tuple[int, ...] | None
+    torch_shape: tuple[int, ...] | None
+    numpy_dtype: str | None
+    torch_dtype: str | None
+    size: int = 0
+    n_bad: int = 0
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    max_ulp: float = 0.0
+    worst_index: tuple[int, ...] | None = None
+    worst_numpy: np.generic | None = None
+    worst_torch: np.generic | None = None
+    nan_numpy: int = 0
+    nan_torch: int = 0
+    inf_numpy: int = 0
+    inf_torch: int = 0
+    only_on: str | None = None
+    note: str = ""
+
+    @property
+    def within(self) -> bool:
+        return self.n_bad == 0 and self.status in (Status.OK, Status.DRIFT)
+
+    @property
+    def nonfinite(self) -> bool:
+        return bool(self.nan_numpy or self.nan_torch or self.inf_numpy or self.inf_torch)
+
+
+def compare_tensor(
+    key: str,
+    numpy_value: np.ndarray | None,
+    torch_value: np.ndarray | None,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> TensorComparison:
+    """Compare one pair in full: counts, worst element, NaN/Inf, shape and one-sided cases."""
+    if numpy_value is None or torch_value is None:
+        return _one_sided(key, numpy_value, torch_value)
+    a = np.asarray(numpy_value)
+    b = np.asarray(torch_value)
+    tol = tolerance_for(a.dtype, b.dtype, rtol, atol)
+    common = dict(
+        key=key,
+        tolerance=tol,
+        numpy_shape=a.shape,
+        torch_shape=b.shape,
+        numpy_dtype=a.dtype.name,
+        torch_dtype=b.dtype.name,
+        **_nonfinite_counts(a, b),
+    )
+    if a.shape != b.shape:
+        if a.size != b.size:
+            return TensorComparison(status=Status.SHAPE, note=_shape_note(a, b), **common)
+        # Same elements in another shape, e.g. (N,) against (N, 1): compare, and say so.
+        b = b.reshape(a.shape)
+    if a.size == 0:
+        return TensorComparison(status=Status.OK, **common)
+    diffs = element_diffs(a, b, tol)
+    flat_worst = int(np.argmax(diffs.score)) if diffs.bad.any() else int(np.argmax(diffs.abs))
+    index = tuple(int(i) for i in np.unravel_index(flat_worst, a.shape))
+    n_bad = int(diffs.bad.sum())
+    status = Status.OK
+    if n_bad:
+        status = Status.NONFINITE if _nonfinite_mismatch(a, b) else Status.DIVERGED
+    return TensorComparison(
+        status=status,
+        size=int(a.size),
+        n_bad=n_bad,
+        max_abs=float(diffs.abs.max()),
+        max_rel=float(diffs.rel.max()),
+        max_ulp=float(diffs.ulp.max()),
+        worst_index=index,
+        worst_numpy=a[index] if a.ndim else a[()],
+        worst_torch=b[index] if b.ndim else b[()],
+        note="" if a.shape == np.asarray(torch_value).shape else _shape_note(a, np.asarray(torch_value)),
+        **common,
+    )
+
+
+def _one_sided(key: str, numpy_value: np.ndarray | None, torch_value: np.ndarray | None) -> TensorComparison:
+    present = numpy_value if numpy_value is not None else torch_value
+    side = "numpy" if numpy_value is not None else "torch"
+    arr = np.asarray(present)
+    return TensorComparison(
+        key=key,
+        status=Status.ONE_SIDE,
+        tolerance=EXACT,
+        numpy_shape=arr.shape if side == "numpy" else None,
+        torch_shape=arr.shape if side == "torch" else None,
+        numpy_dtype=arr.dtype.name if side == "numpy" else None,
+        torch_dtype=arr.dtype.name if side == "torch" else None,
+        size=int(arr.size),
+        only_on=side,
+        note=f"only the {side} side has {key}",
+    )
+
+
+def _nonfinite_counts(a: np.ndarray, b: np.ndarray) -> dict[str, int]:
+    def counts(x: np.ndarray) -> tuple[int, int]:
+        if x.dtype.kind != "f":
+            return 0, 0
+        return int(np.isnan(x).sum()), int(np.isinf(x).sum())
+
+    nan_a, inf_a = counts(a)
+    nan_b, inf_b = counts(b)
+    return dict(nan_numpy=nan_a, nan_torch=nan_b, inf_numpy=inf_a, inf_torch=inf_b)
+
+
+def _nonfinite_mismatch(a: np.ndarray, b: np.ndarray) -> bool:
+    """Is there an element that is finite on one side and not on the other?"""
+    fa = np.isfinite(np.asarray(a, dtype=np.float64))
+    fb = np.isfinite(np.asarray(b, dtype=np.float64))
+    return bool((fa != fb).any())
+
+
+def _shape_note(a: np.ndarray, b: np.ndarray) -> str:
+    return f"shapes differ: numpy {a.shape}, torch {b.shape}"
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    """Per-key worst differences of one step, computed in one vectorised pass."""
+
+    max_abs: np.ndarray  # float64, one per key
+    max_rel: np.ndarray
+    n_bad: np.ndarray  # int64, elements out of tolerance
+    finite: bool = True  # no NaN or Inf on either side
+
+
+class PairSummarizer:
+    """Worst absolute and relative difference and out-of-tolerance count per pair.
+
+    Made once for a fixed list of pair sizes and reused every step: all pairs
+    are flattened into one float64 vector per side so a step costs a handful
+    of NumPy calls rather than a handful per tensor, and every intermediate
+    lives in a preallocated buffer, because fresh arrays above glibc's mmap
+    threshold (128 KiB) cost page faults that dwarf the arithmetic.
+    """
+
+    def __init__(self, sizes: list[int], tolerances: list[Tolerance]) -> None:
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.tolerances = list(tolerances)
+        total = int(self.sizes.sum())
+        self.rtol, self.atol = _tolerance_vectors(self.sizes, tolerances)
+        self._nonempty = self.sizes > 0
+        self._starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])[self._nonempty]
+        self._a, self._b, self._diff, self._tmp = (np.empty(total) for _ in range(4))
+        self._bad = np.empty(total, dtype=bool)
+
+    def matches(self, sizes: list[int]) -> bool:
+        return len(sizes) == len(self.sizes) and bool(np.all(self.sizes == sizes))
+
+    def summarize(self, numpy_values: list[np.ndarray], torch_values: list[np.ndarray]) -> StepSummary:
+        n = len(self.sizes)
+        max_abs, max_rel, n_bad = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
+        if not self._starts.size:
+            return StepSummary(max_abs, max_rel, n_bad)
+        a, b, diff, tmp, bad = self._a, self._b, self._diff, self._tmp, self._bad
+        np.concatenate([np.ravel(v) for v in numpy_values], out=a, casting="unsafe")
+        np.concatenate([np.ravel(v) for v in torch_values], out=b, casting="unsafe")
+        with np.errstate(invalid="ignore", over="ignore"):
+            # One sum per side tells whether anything is NaN/Inf (or overflows: then look closer).
+            finite = bool(np.isfinite(np.add.reduce(a) + np.add.reduce(b)))
+            if not finite:
+                finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
+            np.subtract(a, b, out=diff)
+            np.abs(diff, out=diff)
+            np.abs(a, out=tmp)
+            np.abs(b, out=a)  # a is not needed any more: reuse it for |b|
+            np.maximum(tmp, a, out=tmp)  # magnitude
+            np.multiply(tmp, self.rtol, out=a)
+            np.add(a, self.atol, out=a)
+            np.greater(diff, a, out=bad)
+            np.add(tmp, _TINY, out=tmp)
+            np.divide(diff, tmp, out=tmp)  # relative difference; 0 where both are 0
+        ne = self._nonempty
+        max_abs[ne] = np.maximum.reduceat(diff, self._starts)
+        max_rel[ne] = np.maximum.reduceat(tmp, self._starts)
+        n_bad[ne] = np.add.reduceat(bad, self._starts)
+        if not np.isfinite(max_abs).all():
+            # Rare: NaN or Inf somewhere. Redo those pairs exactly, where equal
+            # infinities and NaN against NaN count as agreement.
+            self._exact_nonfinite(numpy_values, torch_values, max_abs, max_rel, n_bad)
+        return StepSummary(max_abs, max_rel, n_bad, finite)
+
+    def _exact_nonfinite(self, numpy_values, torch_values, max_abs, max_rel, n_bad) -> None:
+        for i in np.flatnonzero(~np.isfinite(max_abs)):
+            d = element_diffs(numpy_values[i], torch_values[i], self.tolerances[i])
+            max_abs[i], max_rel[i], n_bad[i] = d.abs.max(), d.rel.max(), int(d.bad.sum())
+
+
+# Keeps 0/0 at 0 in the relative difference without a mask.
+_TINY = np.finfo(np.float64).smallest_subnormal
+
+
+def summarize_pairs(
+    numpy_values: list[np.ndarray], torch_values: list[np.ndarray], tolerances: list[Tolerance]
+) -> StepSummary:
+    """One-off :class:`PairSummarizer` run, for callers that do not step."""
+    sizes = [int(np.size(v)) for v in numpy_values]
+    return PairSummarizer(sizes, tolerances).summarize(numpy_values, torch_values)
+
+
+def _tolerance_vectors(sizes: np.ndarray, tolerances: list[Tolerance]) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Per-element rtol/atol, or plain scalars when every pair shares one tolerance."""
+    if not tolerances or all(t == tolerances[0] for t in tolerances):
+        first = tolerances[0] if tolerances else EXACT
+        return first.rtol, first.atol
+    rtol = np.repeat([t.rtol for t in tolerances], sizes)
+    atol = np.repeat([t.atol for t in tolerances], sizes)
+    return rtol, atol

@@ -1,0 +1,479 @@
+"""The lockstep engine: both sides, one minibatch at a time, from the same start.
+
+Each step runs forward, loss, backward and update on both sides and compares
+every tensor pair (the free-running comparison: each side on its own
+trajectory). Where a pair is out of tolerance, the engine also measures the
+step's *local error*: it re-runs the NumPy step from the torch side's weights
+of that step (cast exactly to the NumPy dtypes) and compares that with the
+torch step. A difference that disappears locally is drift (precision,
+summation order: it accumulates over thousands of steps with no bug); one
+that remains is a divergence. Inputs, and the initial weights at step 0, are
+compared directly: no earlier step can explain them.
+
+Replaying is deterministic: the same scenario, device and dtype give the same
+tensors bit for bit, and any earlier step is recomputed from the trace's
+checkpoints rather than from step 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradstep import keys
+from gradstep.compare import PairSummarizer, Status, TensorComparison, compare_tensor, tolerance_for
+from gradstep.scenario import Scenario
+from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner
+from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace
+
+_DIVERGING = (Status.DIVERGED, Status.NONFINITE, Status.SHAPE)
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class EngineError(Exception):
+    """Bad input to the engine itself (device, dtype, tolerances): a clear message, nothing run."""
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first tensor whose local error is out of tolerance."""
+
+    step: int
+    epoch: int
+    index: int
+    comparison: TensorComparison
+    local: bool  # measured from the same weights (True) or directly (inputs, initial weights)
+
+    @property
+    def tensor(self) -> str:
+        return self.comparison.key
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Free-running differences beyond tolerance that the local error explains away."""
+
+    first_step: int
+    first_tensor: str
+    max_abs: float
+    max_abs_step: int
+    max_abs_tensor: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    steps: int
+    parity: bool
+    first_divergence: Divergence | None
+    first_nonfinite: int | None
+    drift: Drift | None
+    stopped: str  # "end", "steps", "divergence", "nonfinite", "cancelled", "error"
+    error: ScenarioError | None = None
+
+
+class Lockstep:
+    """The two sides of one scenario instance, stepping together."""
+
+    def __init__(self, scenario: Scenario, device: str, dtype: torch.dtype):
+        self.scenario = scenario
+        self.hp = scenario.hp()
+        self.hp.torch_dtype = dtype
+        self.hp.device = device
+        np.random.seed(scenario.seed)
+        torch.manual_seed(scenario.seed)
+        self.data = _call_setup("data", scenario.data, self.hp)
+        weights = _call_setup("init", scenario.init, self.hp)
+        self.numpy = NumpyRunner(scenario, self.hp, weights)
+        try:
+            self.torch = TorchRunner(scenario, self.hp, weights, device, dtype)
+        except (KeyError, ValueError) as error:
+            raise ScenarioError("torch", "mapping", error) from error
+        self.steps_per_epoch = int(self.data.steps_per_epoch)
+
+    def position(self, step: int) -> tuple[int, int]:
+        return divmod(step, self.steps_per_epoch)
+
+    def step(self, step: int) -> StepRecord:
+        epoch, index = self.position(step)
+        batch = self.data.batch(epoch, index)
+        try:
+            numpy_out = self.numpy.step(batch)
+            self.torch.retain = self._activation_grads(numpy_out)
+            torch_out = self.torch.step(batch)
+        except ScenarioError as error:
+            error.step = step
+            raise
+        record = StepRecord(step, epoch, index, numpy_out, torch_out)
+        if index == self.steps_per_epoch - 1:
+            record.metrics = {"numpy": self.numpy.metrics(self.data), "torch": self.torch.metrics(self.data)}
+        return record
+
+    def _activation_grads(self, numpy_out: dict[str, np.ndarray]) -> tuple[str, ...]:
+        """Activations whose gradients the NumPy side reports: torch must retain theirs."""
+        weights = set(self.numpy.weights)
+        return tuple(keys.base_name(k) for k in numpy_out if k.startswith("grad ") and keys.base_name(k) not in weights)
+
+    def local_step(self, record: StepRecord) -> dict[str, np.ndarray]:
+        """The NumPy step re-run from the torch side's weights at the start of ``record``."""
+        start = {}
+        for name in self.numpy_weight_names(record):
+            numpy_w = record.numpy[keys.before(name)]
+            torch_w = record.torch.get(keys.before(name))
+            start[name] = numpy_w if torch_w is None else np.asarray(torch_w).astype(numpy_w.dtype)
+        batch = self.data.batch(record.epoch, record.index)
+        rng = np.random.get_state()  # the re-run must not shift the NumPy side's random stream
+        try:
+            return self.numpy.step(batch, weights=start)
+        except ScenarioError as error:
+            error.step = record.step
+            raise
+        finally:
+            np.random.set_state(rng)
+
+    @staticmethod
+    def numpy_weight_names(record: StepRecord) -> list[str]:
+        return [keys.base_name(k) for k in record.numpy if k.startswith("before ")]
+
+    def snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.numpy.snapshot(), self.torch.snapshot()
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        self.numpy.restore(checkpoint.numpy)
+        self.torch.restore(checkpoint.torch)
+
+
+def _call_setup(what: str, fn: Callable[..., Any], hp: Any) -> Any:
+    try:
+        return fn(hp)
+    except Exception as error:
+        raise ScenarioError("scenario", what, error) from error
+
+
+class Engine:
+    """Steps a scenario, keeps its trace, finds the first divergence, recomputes old steps."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        device: str = "cpu",
+        dtype: str | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        tf32: bool | None = None,
+        trace: Trace | None = None,
+    ):
+        self.scenario = scenario
+        self.device = _check_device(device)
+        self.dtype_name = dtype or scenario.dtype
+        if self.dtype_name not in TORCH_DTYPES:
+            raise EngineError(f"dtype must be one of {', '.join(TORCH_DTYPES)}, not {self.dtype_name!r}")
+        if (rtol is None) != (atol is None):
+            raise EngineError("--rtol and --atol must be given together")
+        self.rtol, self.atol = rtol, atol
+        self.tf32 = _set_tf32(self.device, tf32)
+        self.live = Lockstep(scenario, self.device, TORCH_DTYPES[self.dtype_name])
+        self.trace = trace or Trace()
+        self.steps_per_epoch = self.live.steps_per_epoch
+        self.total_steps = scenario.epochs * self.steps_per_epoch
+        self.next_step = 0
+        self.first_divergence: Divergence | None = None
+        self.first_nonfinite: int | None = None
+        self.drift_start: tuple[int, str] | None = None
+        self._plan: _StepPlan | None = None
+        self._replay: Lockstep | None = None
+        self._recomputed: OrderedDict[int, StepRecord] = OrderedDict()
+        self.last_error: ScenarioError | None = None
+
+    # ---- stepping ----------------------------------------------------------
+    def step(self) -> StepRecord:
+        """Run the next step on both sides, compare and record it."""
+        step = self.next_step
+        if self.trace.wants_checkpoint(step):
+            self._checkpoint(step)
+        record = self.live.step(step)
+        statuses = self._classify(record)
+        self.trace.keep(record)
+        if record.metrics:
+            m = record.metrics
+            self.trace.metrics.append(EpochMetrics(step, record.epoch, m["numpy"], m["torch"]))
+        self.next_step += 1
+        self._note_firsts(record, statuses)
+        return record
+
+    def run(
+        self,
+        steps: int | None = None,
+        until: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> RunResult:
+        """Step ``steps`` more (default: to the scenario's end), or until a divergence or NaN/Inf.
+
+        ``until`` is ``"divergence"`` or ``"nonfinite"``; ``cancelled`` is polled
+        between steps so a caller on another thread can stop a long run.
+        """
+        target = self.total_steps if steps is None else self.next_step + steps
+        stopped = "end" if target >= self.total_steps else "steps"
+        start = self.next_step
+        try:
+            while self.next_step < target:
+                if cancelled is not None and cancelled():
+                    stopped = "cancelled"
+                    break
+                self.step()
+                if progress is not None:
+                    progress(self.next_step - start, target - start)
+                if until == "divergence" and self.first_divergence is not None:
+                    stopped = "divergence"
+                    break
+                if until == "nonfinite" and self.first_nonfinite is not None:
+                    stopped = "nonfinite"
+                    break
+        except ScenarioError as error:
+            self.last_error = error
+            return self.result("error", error)
+        return self.result(stopped)
+
+    def result(self, stopped: str = "end", error: ScenarioError | None = None) -> RunResult:
+        return RunResult(
+            steps=self.next_step,
+            parity=self.first_divergence is None and error is None,
+            first_divergence=self.first_divergence,
+            first_nonfinite=self.first_nonfinite,
+            drift=self.drift(),
+            stopped=stopped,
+            error=error,
+        )
+
+    # ---- comparison of one step -------------------------------------------
+    def _classify(self, record: StepRecord) -> np.ndarray:
+        plan = self._plan_for(record)
+        free = plan.summarize(record.numpy, record.torch)
+        status = plan.static_status.copy()
+        bad = free.n_bad > 0
+        status[plan.compared[bad]] = Status.DIVERGED
+        nonlocal_bad = bad & ~plan.direct_at(record.step)
+        if nonlocal_bad.any():
+            record.local = self.live.local_step(record)
+            local = plan.summarize(record.local, record.torch)
+            drifted = nonlocal_bad & (local.n_bad == 0)
+            status[plan.compared[drifted]] = Status.DRIFT
+        nonfinite = np.isinf(free.max_abs) & bad
+        status[plan.compared[nonfinite & (status[plan.compared] != Status.DRIFT)]] = Status.NONFINITE
+        max_abs = np.zeros(len(plan.keys))
+        max_rel = np.zeros(len(plan.keys))
+        n_bad = np.zeros(len(plan.keys), dtype=np.int64)
+        max_abs[plan.compared], max_rel[plan.compared], n_bad[plan.compared] = free.max_abs, free.max_rel, free.n_bad
+        losses = (_scalar(record.numpy.get("loss")), _scalar(record.torch.get("loss")))
+        self.trace.add_summary(plan.columns, max_abs, max_rel, n_bad, status, losses)
+        plan.last_nonfinite = not free.finite or bool((status == Status.NONFINITE).any())
+        return status
+
+    def _plan_for(self, record: StepRecord) -> _StepPlan:
+        if self._plan is None or not self._plan.fits(record):
+            self._plan = _StepPlan(record, self.rtol, self.atol, self.trace, self.live)
+        return self._plan
+
+    def _note_firsts(self, record: StepRecord, status: np.ndarray) -> None:
+        plan = self._plan
+        assert plan is not None
+        if self.first_nonfinite is None and plan.last_nonfinite:
+            self.first_nonfinite = record.step
+        if self.drift_start is None and (status == Status.DRIFT).any():
+            self.drift_start = (record.step, plan.keys[int(np.argmax(status == Status.DRIFT))])
+        if self.first_divergence is None:
+            diverged = np.flatnonzero(np.isin(status, _DIVERGING))
+            if diverged.size:
+                key = plan.keys[int(diverged[0])]
+                self.first_divergence = self._divergence(record, key)
+
+    def _divergence(self, record: StepRecord, key: str) -> Divergence:
+        direct = self._plan is not None and self._plan.is_direct(key, record.step)
+        numpy_side = record.numpy if direct or record.local is None else record.local
+        comparison = compare_tensor(key, numpy_side.get(key), record.torch.get(key), self.rtol, self.atol)
+        return Divergence(record.step, record.epoch, record.index, comparison, local=not direct)
+
+    def compare(self, step: int, local: bool = False) -> list[TensorComparison]:
+        """Full comparison of every tensor of ``step`` (free-running, or local when measured)."""
+        record = self.record(step)
+        numpy_side = record.local if (local and record.local is not None) else record.numpy
+        names = list(dict.fromkeys([*numpy_side, *record.torch]))
+        return [compare_tensor(k, numpy_side.get(k), record.torch.get(k), self.rtol, self.atol) for k in names]
+
+    def drift(self) -> Drift | None:
+        if self.drift_start is None or self.trace.steps == 0:
+            return None
+        max_abs = np.where(self.trace.status == Status.DRIFT, self.trace.max_abs, 0.0)
+        step, col = np.unravel_index(int(np.argmax(max_abs)), max_abs.shape)
+        return Drift(
+            first_step=self.drift_start[0],
+            first_tensor=self.drift_start[1],
+            max_abs=float(max_abs[step, col]),
+            max_abs_step=int(step),
+            max_abs_tensor=self.trace.keys[col],
+        )
+
+    # ---- old steps -----------------------------------------------------------
+    def record(self, step: int) -> StepRecord:
+        """The full tensors of any step already run: from the window, or recomputed."""
+        if not 0 <= step < self.next_step:
+            raise IndexError(f"step {step} has not been run (steps run: {self.next_step})")
+        recent = self.trace.recent(step) or self._recomputed.get(step)
+        if recent is not None:
+            return recent
+        return self._recompute(step)
+
+    def _recompute(self, step: int) -> StepRecord:
+        """Restore the nearest checkpoint into a second instance and step forward to ``step``."""
+        checkpoint = self.trace.checkpoint_before(step)
+        np_rng, torch_rng = np.random.get_state(), torch.get_rng_state()
+        try:
+            replay = self._replay_lockstep()
+            replay.restore(checkpoint)
+            for s in range(checkpoint.step, step + 1):
+                record = replay.step(s)
+                if s == step and self.trace.status[step].max() >= Status.DRIFT:
+                    record.local = replay.local_step(record)
+        finally:
+            np.random.set_state(np_rng)
+            torch.set_rng_state(torch_rng)
+        self._recomputed[step] = record
+        while len(self._recomputed) > 8:
+            self._recomputed.popitem(last=False)
+        return record
+
+    def _replay_lockstep(self) -> Lockstep:
+        if self._replay is None:
+            np_rng, torch_rng = np.random.get_state(), torch.get_rng_state()
+            self._replay = Lockstep(self.scenario, self.device, TORCH_DTYPES[self.dtype_name])
+            np.random.set_state(np_rng)
+            torch.set_rng_state(torch_rng)
+        return self._replay
+
+    def _checkpoint(self, step: int) -> None:
+        numpy_snap, torch_snap = self.live.snapshot()
+        checkpoint = Checkpoint(step, numpy_snap, torch_snap)
+        self.trace.add_checkpoint(checkpoint, _snapshot_bytes(numpy_snap) + _snapshot_bytes(torch_snap))
+
+    # ---- facts for reports -------------------------------------------------
+    def position(self, step: int) -> tuple[int, int]:
+        return self.live.position(step)
+
+    @property
+    def unmapped_torch(self) -> list[str]:
+        return list(self.live.torch.unmapped)
+
+    def final_state(self) -> dict[str, dict[str, Any]]:
+        """The free-running end state: each side's last loss and current weights, NumPy names."""
+        last = self.trace.recent(self.next_step - 1) if self.next_step else None
+        numpy_loss = _scalar(last.numpy.get("loss")) if last else math.nan
+        torch_loss = _scalar(last.torch.get("loss")) if last else math.nan
+        return {
+            "numpy": {"loss": numpy_loss, "weights": dict(self.live.numpy.weights)},
+            "torch": {"loss": torch_loss, "weights": self.live.torch.weights_numpy_layout()},
+        }
+
+
+class _StepPlan:
+    """The keys of a step in compute order, which pairs compare element for element, and a summarizer."""
+
+    def __init__(self, record: StepRecord, rtol: float | None, atol: float | None, trace: Trace, live: Lockstep):
+        self.keys = _compute_order(record, live)
+        self.signature = _signature(record)
+        self.columns = trace.key_columns(self.keys)
+        self.static_status = np.zeros(len(self.keys), dtype=np.int8)
+        compared, sizes, tolerances = [], [], []
+        for i, key in enumerate(self.keys):
+            a, b = record.numpy.get(key), record.torch.get(key)
+            if a is None or b is None:
+                self.static_status[i] = Status.ONE_SIDE
+            elif np.size(a) != np.size(b):
+                self.static_status[i] = Status.SHAPE
+            else:
+                compared.append(i)
+                sizes.append(int(np.size(a)))
+                tolerances.append(tolerance_for(np.asarray(a).dtype, np.asarray(b).dtype, rtol, atol))
+        self.compared = np.array(compared, dtype=np.int64)
+        self.compared_keys = [self.keys[i] for i in compared]
+        self.summarizer = PairSummarizer(sizes, tolerances)
+        inputs = set(live.data.batch(record.epoch, record.index))
+        self._direct_always = np.array([k in inputs for k in self.compared_keys], dtype=bool)
+        self._direct_first = self._direct_always | np.array([k.startswith("before ") for k in self.compared_keys])
+        self.last_nonfinite = False
+
+    def fits(self, record: StepRecord) -> bool:
+        return _signature(record) == self.signature
+
+    def summarize(self, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]):
+        return self.summarizer.summarize(
+            [numpy_side[k] for k in self.compared_keys], [torch_side[k] for k in self.compared_keys]
+        )
+
+    def direct_at(self, step: int) -> np.ndarray:
+        """Pairs compared directly at ``step``: inputs always, initial weights at step 0."""
+        return self._direct_first if step == 0 else self._direct_always
+
+    def is_direct(self, key: str, step: int) -> bool:
+        if key not in self.compared_keys:
+            return True
+        return bool(self.direct_at(step)[self.compared_keys.index(key)])
+
+
+def _compute_order(record: StepRecord, live: Lockstep) -> list[str]:
+    """before, inputs, forward, loss, grad, after: NumPy's order first, torch-only after."""
+    inputs = set(live.data.batch(record.epoch, record.index))
+    all_keys = list(dict.fromkeys([*record.numpy, *record.torch]))
+    losses = set(live.numpy.loss_names) | set(live.torch.loss_names)
+    rank = {p: i for i, p in enumerate(keys.PHASES)}
+    return sorted(all_keys, key=lambda k: rank[keys.phase_of(k, inputs, losses)])
+
+
+def _signature(record: StepRecord) -> tuple:
+    return tuple((k, np.size(v)) for k, v in record.numpy.items()) + tuple(
+        (k, np.size(v)) for k, v in record.torch.items()
+    )
+
+
+def _scalar(value: Any) -> float:
+    if value is None:
+        return math.nan
+    arr = np.asarray(value, dtype=np.float64)
+    return float(arr.reshape(-1)[0]) if arr.size else math.nan
+
+
+def _snapshot_bytes(snap: Any) -> int:
+    if isinstance(snap, np.ndarray):
+        return snap.nbytes
+    if torch.is_tensor(snap):
+        return snap.numel() * snap.element_size()
+    if isinstance(snap, dict):
+        return sum(_snapshot_bytes(v) for v in snap.values())
+    if isinstance(snap, (list, tuple)):
+        return sum(_snapshot_bytes(v) for v in snap)
+    return 64
+
+
+def _check_device(device: str) -> str:
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EngineError(f"--device {device}: CUDA is not available on this machine (torch {torch.__version__})")
+        return device
+    raise EngineError(f"--device must be cpu or cuda, not {device!r}")
+
+
+def _set_tf32(device: str, tf32: bool | None) -> bool | None:
+    """On CUDA, apply the TF32 choice (if any) and return the state in force; None on CPU."""
+    if not device.startswith("cuda"):
+        return None
+    if tf32 is not None:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    return bool(torch.backends.cuda.matmul.allow_tf32)

@@ -1,0 +1,286 @@
+"""The headless report of a run: a Rich rendering for people, a JSON object for scripts.
+
+Every number goes through :mod:`gradstep.numfmt`, so what is printed is the
+stored value at full precision, never a print option's truncation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from gradstep.compare import Status, TensorComparison
+from gradstep.engine import Engine, RunResult
+from gradstep.numfmt import fmt
+
+MARKS = {
+    Status.OK: ("✓", "green"),
+    Status.DRIFT: ("~", "yellow"),
+    Status.ONE_SIDE: ("◐", "cyan"),
+    Status.SHAPE: ("▭", "magenta"),
+    Status.NONFINITE: ("!", "bold red"),
+    Status.DIVERGED: ("✗", "bold red"),
+}
+LABELS = {
+    Status.OK: "within tolerance",
+    Status.DRIFT: "drift only",
+    Status.ONE_SIDE: "one side only",
+    Status.SHAPE: "shapes differ",
+    Status.NONFINITE: "NaN/Inf",
+    Status.DIVERGED: "diverged",
+}
+
+
+def tensor_summary(engine: Engine) -> list[dict[str, Any]]:
+    """Per tensor over the whole run: worst status, steps out of tolerance, worst differences."""
+    trace = engine.trace
+    out = []
+    for col, key in enumerate(trace.keys):
+        status = trace.status[:, col]
+        present = status >= 0
+        if not present.any():
+            continue
+        abs_col = trace.max_abs[:, col]
+        worst_step = int(np.argmax(abs_col))
+        out.append({
+            "tensor": key,
+            "status": Status(int(status[present].max())),
+            "steps_out": int((trace.n_bad[:, col] > 0).sum()),
+            "max_abs": float(abs_col.max()),
+            "max_rel": float(trace.max_rel[:, col].max()),
+            "worst_step": worst_step,
+        })
+    return out
+
+
+def render(engine: Engine, result: RunResult, *, hex_bits: bool = False, patches: list[str] | None = None) -> Group:
+    """The Rich report of ``gradstep check``."""
+    s = engine.scenario
+    parts: list[Any] = [_header(engine, result, patches)]
+    parts.append(_tensor_table(engine))
+    parts.append(_divergence_text(result, hex_bits))
+    parts.append(_drift_text(result))
+    parts.append(_final_text(engine, hex_bits))
+    if engine.trace.metrics and (engine.trace.metrics[-1].numpy or engine.trace.metrics[-1].torch):
+        parts.append(_metrics_table(engine, hex_bits))
+    if engine.unmapped_torch:
+        parts.append(Text(f"torch only (no NumPy counterpart): {', '.join(engine.unmapped_torch)}", style="cyan"))
+    if result.error is not None:
+        parts.append(Text(f"error: {result.error}", style="bold red"))
+    verdict = "PARITY" if result.parity else "DIVERGED"
+    style = "bold green" if result.parity else "bold red"
+    parts.append(Text(f"{verdict}: {s.name} ({s.variant}), {result.steps} steps", style=style))
+    return Group(*parts)
+
+
+def _header(engine: Engine, result: RunResult, patches: list[str] | None) -> Text:
+    s = engine.scenario
+    text = Text()
+    text.append(f"{s.name}", style="bold")
+    text.append(f" ({s.variant}) — {s.summary}\n")
+    tf32 = "" if engine.tf32 is None else f", TF32 {'on' if engine.tf32 else 'off'}"
+    text.append(
+        f"{result.steps} of {engine.total_steps} steps, {engine.steps_per_epoch} per epoch; "
+        f"torch on {engine.device} in {engine.dtype_name}{tf32}; stopped: {result.stopped}\n"
+    )
+    if patches:
+        text.append(f"patches in force: {', '.join(patches)}\n", style="yellow")
+    return text
+
+
+def _tensor_table(engine: Engine) -> Table:
+    table = Table(title="Tensors, worst over the run (free-running)", title_justify="left")
+    table.add_column("tensor", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("steps out", justify="right")
+    # Full precision is the point: fold a long number onto two lines rather than cut it.
+    table.add_column("max abs", justify="right", overflow="fold")
+    table.add_column("max rel", justify="right", overflow="fold")
+    table.add_column("worst step", justify="right")
+    for row in tensor_summary(engine):
+        mark, style = MARKS[row["status"]]
+        table.add_row(
+            row["tensor"],
+            Text(f"{mark} {LABELS[row['status']]}", style=style),
+            str(row["steps_out"]),
+            fmt(row["max_abs"]),
+            fmt(row["max_rel"]),
+            str(row["worst_step"]),
+        )
+    return table
+
+
+def comparison_lines(c: TensorComparison, hex_bits: bool = False) -> str:
+    """Both values at the worst element and their differences, at full precision."""
+    if c.status == Status.ONE_SIDE:
+        return c.note
+    if c.status == Status.SHAPE:
+        return c.note
+    index = list(c.worst_index) if c.worst_index is not None else []
+    lines = [
+        f"element {index}: numpy {fmt(c.worst_numpy, c.numpy_dtype, hex_bits=hex_bits)} ({c.numpy_dtype})"
+        f"  torch {fmt(c.worst_torch, c.torch_dtype, hex_bits=hex_bits)} ({c.torch_dtype})",
+        f"mismatched elements: {c.n_bad} / {c.size} ({100.0 * c.n_bad / max(c.size, 1):.1f}%)",
+        f"greatest abs difference {fmt(c.max_abs)}, rel {fmt(c.max_rel)}, ulp {fmt(c.max_ulp)}"
+        f" (rtol {fmt(c.tolerance.rtol)}, atol {fmt(c.tolerance.atol)})",
+    ]
+    if c.note:
+        lines.append(c.note)
+    return "\n".join(lines)
+
+
+def _divergence_text(result: RunResult, hex_bits: bool) -> Text:
+    d = result.first_divergence
+    if d is None:
+        return Text("First divergence: none — every step's local error is within tolerance.", style="green")
+    how = "local error, both sides from the same weights" if d.local else "compared directly"
+    text = Text()
+    text.append(f"First divergence: step {d.step} (epoch {d.epoch}, batch {d.index}), {d.tensor}", style="bold red")
+    text.append(f"  [{how}]\n")
+    text.append(comparison_lines(d.comparison, hex_bits))
+    return text
+
+
+def _drift_text(result: RunResult) -> Text:
+    d = result.drift
+    if d is None:
+        return Text("Drift: none — free-running values stayed within tolerance.")
+    return Text(
+        f"Drift (not a divergence: within tolerance locally): first out of tolerance at step "
+        f"{d.first_step} in {d.first_tensor}; largest {fmt(d.max_abs)} in {d.max_abs_tensor} at step {d.max_abs_step}.",
+        style="yellow",
+    )
+
+
+def _final_text(engine: Engine, hex_bits: bool) -> Text:
+    final = engine.final_state()
+    return Text(
+        f"Final loss (last step): numpy {fmt(final['numpy']['loss'], hex_bits=hex_bits)}"
+        f"  torch {fmt(final['torch']['loss'], hex_bits=hex_bits)}"
+    )
+
+
+def _metrics_table(engine: Engine, hex_bits: bool) -> Table:
+    last = engine.trace.metrics[-1]
+    table = Table(title=f"Metrics at the end of epoch {last.epoch}", title_justify="left")
+    table.add_column("metric")
+    for name in ("numpy", "torch", "abs difference"):
+        table.add_column(name, justify="right", overflow="fold")
+    for name in dict.fromkeys([*last.numpy, *last.torch]):
+        a, b = last.numpy.get(name), last.torch.get(name)
+        diff = "" if a is None or b is None else fmt(abs(float(a) - float(b)))
+        table.add_row(name, _maybe(a, hex_bits), _maybe(b, hex_bits), diff)
+    return table
+
+
+def _maybe(value: Any, hex_bits: bool) -> str:
+    return "—" if value is None else fmt(value, hex_bits=hex_bits)
+
+
+def print_report(console: Console, engine: Engine, result: RunResult, **kwargs: Any) -> None:
+    console.print(render(engine, result, **kwargs))
+
+
+# ---- JSON ------------------------------------------------------------------
+
+
+def to_json(engine: Engine, result: RunResult, patches: list[str] | None = None) -> dict[str, Any]:
+    """The ``--json`` object; floats round-trip exactly, NaN/Inf become strings."""
+    s = engine.scenario
+    d = result.first_divergence
+    drift = result.drift
+    final = engine.final_state()
+    return {
+        "scenario": s.name,
+        "variant": s.variant,
+        "steps": result.steps,
+        "parity": result.parity,
+        "stopped": result.stopped,
+        "device": engine.device,
+        "dtype": engine.dtype_name,
+        "tf32": engine.tf32,
+        "patches": patches or [],
+        "first_divergence": None if d is None else _divergence_json(d),
+        "drift": None if drift is None else {
+            "first_step": drift.first_step,
+            "first_tensor": drift.first_tensor,
+            "max_abs": _num(drift.max_abs),
+            "max_abs_step": drift.max_abs_step,
+            "max_abs_tensor": drift.max_abs_tensor,
+        },
+        "tensors": {
+            row["tensor"]: {
+                "status": LABELS[row["status"]],
+                "steps_out": row["steps_out"],
+                "max_abs": _num(row["max_abs"]),
+                "max_rel": _num(row["max_rel"]),
+                "worst_step": row["worst_step"],
+            }
+            for row in tensor_summary(engine)
+        },
+        "torch_only": engine.unmapped_torch,
+        "metrics": [
+            {"epoch": m.epoch, "step": m.step, "numpy": _nums(m.numpy), "torch": _nums(m.torch)}
+            for m in engine.trace.metrics
+        ],
+        "final": {side: {"loss": _num(v["loss"]), "weights": {n: _nested(w) for n, w in v["weights"].items()}}
+                  for side, v in final.items()},
+        "error": None if result.error is None else str(result.error),
+    }
+
+
+def _divergence_json(d: Any) -> dict[str, Any]:
+    c = d.comparison
+    return {
+        "step": d.step,
+        "epoch": d.epoch,
+        "batch": d.index,
+        "tensor": d.tensor,
+        "status": LABELS[c.status],
+        "local": d.local,
+        "index": list(c.worst_index) if c.worst_index is not None else None,
+        "numpy": _num(c.worst_numpy),
+        "torch": _num(c.worst_torch),
+        "abs": _num(c.max_abs),
+        "rel": _num(c.max_rel),
+        "ulp": _num(c.max_ulp),
+        "mismatched": c.n_bad,
+        "size": c.size,
+        "rtol": c.tolerance.rtol,
+        "atol": c.tolerance.atol,
+        "note": c.note,
+    }
+
+
+def _num(value: Any) -> float | int | str | None:
+    """A JSON-safe number: exact float (json writes repr, which round-trips), or a string for NaN/Inf."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    x = float(value)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
+
+
+def _nums(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _num(v) for k, v in values.items()}
+
+
+def _nested(array: Any) -> Any:
+    arr = np.asarray(array)
+    if arr.dtype.kind == "f" and np.isfinite(arr).all():
+        return arr.astype(np.float64).tolist()  # exact: every float32 is a float64
+    if arr.ndim == 0:
+        return _num(arr[()])
+    return [_nested(x) for x in arr]

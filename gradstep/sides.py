@@ -1,0 +1,278 @@
+"""The two sides of a scenario, each able to take one step and report its tensors.
+
+A side's step returns ``{key: array}`` in the NumPy side's names and layout:
+``"before w"``, the batch names, the activation names, the loss-dict names,
+``"grad w"`` and ``"after w"`` (see :mod:`gradstep.keys`). Torch tensors are
+converted through the scenario's mapping, so the comparison never needs to
+know which side a layout came from.
+
+A side can also save and restore its whole state (weights, optimizer state,
+accumulated gradients, random generators), which is what makes replay from a
+checkpoint bit-identical to the first run.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradstep import keys
+from gradstep.scenario import Batch, Hyper, Scenario, TensorMap
+
+Tensors = dict[str, np.ndarray]
+
+
+class ScenarioError(Exception):
+    """The scenario's own code failed: says which side, which function, where."""
+
+    def __init__(self, side: str, function: str, error: BaseException, step: int | None = None):
+        self.side, self.function, self.error, self.step = side, function, error, step
+        self.location = _user_frame(error)
+        where = f" ({self.location})" if self.location else ""
+        at = f" at step {step}" if step is not None else ""
+        super().__init__(f"{side} {function}{at}{where}: {type(error).__name__}: {error}")
+
+
+def _user_frame(error: BaseException) -> str:
+    """``file:line`` of the innermost frame outside gradstep and the libraries."""
+    tb = error.__traceback__
+    found = ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if "/gradstep/" not in filename.replace("\\", "/") and "site-packages" not in filename:
+            found = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+def call(side: str, function: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a scenario function, turning its exceptions into :class:`ScenarioError`."""
+    try:
+        return fn(*args)
+    except ScenarioError:
+        raise
+    except Exception as error:  # the scenario is user code: anything can come out
+        raise ScenarioError(side, function, error) from error
+
+
+def _as_loss_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        if "loss" not in value:
+            raise ValueError("a loss dict must have a 'loss' entry")
+        return dict(value)
+    return {"loss": value}
+
+
+class NumpyRunner:
+    """Runs the NumPy side's plain functions on its own weights and state."""
+
+    def __init__(self, scenario: Scenario, hp: Hyper, weights: Mapping[str, np.ndarray]):
+        self.fns = scenario.numpy
+        self.hp = hp
+        self.weights: dict[str, np.ndarray] = {n: np.array(w, copy=True) for n, w in weights.items()}
+        self.state: dict[str, Any] = {}
+        self.loss_names: tuple[str, ...] = ()
+
+    def step(self, batch: Batch, weights: Mapping[str, np.ndarray] | None = None) -> Tensors:
+        """One step on ``batch``; from ``weights`` instead of its own (then nothing is kept)."""
+        own = weights is None
+        start = self.weights if own else dict(weights)
+        state = self.state if own else copy.deepcopy(self.state)
+        out: Tensors = {keys.before(n): w for n, w in start.items()}
+        out.update(batch)
+        acts = call("numpy", "forward", self.fns.forward, start, batch, self.hp)
+        out.update(acts)
+        losses = _as_loss_dict(call("numpy", "loss", self.fns.loss, acts, batch, self.hp))
+        self.loss_names = tuple(losses)
+        out.update({n: np.asarray(v) for n, v in losses.items()})
+        grads = call("numpy", "backward", self.fns.backward, start, acts, batch, self.hp)
+        out.update({keys.grad(n): np.asarray(g) for n, g in grads.items()})
+        # The update may work in place: never on the arrays recorded as "before".
+        work = {n: w.copy() for n, w in start.items()}
+        new = call("numpy", "update", self.fns.update, work, grads, state, self.hp)
+        after = dict(new) if new is not None else work
+        after = {n: np.asarray(w) for n, w in after.items()}
+        out.update({keys.after(n): w for n, w in after.items()})
+        if own:
+            self.weights = after
+        return out
+
+    def metrics(self, data: Any) -> dict[str, float]:
+        if self.fns.metrics is None:
+            return {}
+        return dict(call("numpy", "metrics", self.fns.metrics, self.weights, data, self.hp))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "weights": {n: w.copy() for n, w in self.weights.items()},
+            "state": copy.deepcopy(self.state),
+            "rng": np.random.get_state(),
+        }
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        self.weights = {n: w.copy() for n, w in snap["weights"].items()}
+        self.state = copy.deepcopy(snap["state"])
+        np.random.set_state(snap["rng"])
+
+
+@dataclass(frozen=True)
+class _ParamMap:
+    numpy_name: str
+    torch_names: tuple[str, ...]
+    to_numpy: Callable[..., np.ndarray]
+    to_torch: Callable[[np.ndarray], tuple[np.ndarray, ...]]
+
+
+class TorchRunner:
+    """Runs the torch side: model, loss, backward, update, with tensors captured by name."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        hp: Hyper,
+        weights: Mapping[str, np.ndarray],
+        device: str,
+        dtype: torch.dtype,
+    ):
+        self.fns = scenario.torch
+        self.hp = hp
+        self.device = torch.device(device)
+        self.dtype = dtype
+        model = call("torch", "model", self.fns.model, hp)
+        self.model = model.to(device=self.device, dtype=dtype)
+        self.params = dict(self.model.named_parameters())
+        self.weight_maps, self.act_maps = _split_mapping(scenario.mapping, self.params)
+        self._load_weights(weights)
+        self.optimizer = call("torch", "optimizer", self.fns.optimizer, self.model, hp) if self.fns.optimizer else None
+        self.state: dict[str, Any] = {}
+        self.loss_names: tuple[str, ...] = ()
+        self.retain: tuple[str, ...] = ()  # activation names whose gradients the NumPy side reports
+        mapped = {t for m in self.weight_maps for t in m.torch_names}
+        self.unmapped = [n for n in self.params if n not in mapped]
+
+    def _load_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        with torch.no_grad():
+            for m in self.weight_maps:
+                if m.numpy_name not in weights:
+                    raise KeyError(f"mapping names NumPy weight {m.numpy_name!r}, which init() does not return")
+                arrays = m.to_torch(np.asarray(weights[m.numpy_name]))
+                for name, array in zip(m.torch_names, arrays, strict=True):
+                    param = self.params[name]
+                    value = torch.as_tensor(np.ascontiguousarray(array), dtype=self.dtype, device=self.device)
+                    if value.shape != param.shape:
+                        raise ValueError(
+                            f"mapping {m.numpy_name!r} -> {name!r}: init gives shape {tuple(value.shape)}, "
+                            f"the model's parameter has {tuple(param.shape)}"
+                        )
+                    param.copy_(value)
+
+    def weights_numpy_layout(self) -> Tensors:
+        """Current mapped weights, in the NumPy side's names and layout (torch dtype)."""
+        return self._params_to_numpy(lambda p: p.detach())
+
+    def to_torch_batch(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {
+            n: torch.as_tensor(np.asarray(a), device=self.device).to(self.dtype) for n, a in batch.items()
+        }
+
+    def step(self, batch: Batch) -> Tensors:
+        out: Tensors = {keys.before(n): w for n, w in self._params_to_numpy(lambda p: p.detach().clone()).items()}
+        tbatch = self.to_torch_batch(batch)
+        out.update({n: _np(t) for n, t in tbatch.items()})
+        acts = call("torch", "forward", self.fns.forward, self.model, tbatch, self.hp)
+        for name in self.retain:
+            if name in acts and acts[name].requires_grad:
+                acts[name].retain_grad()
+        out.update(self._acts_to_numpy(acts))
+        losses = _as_loss_dict(call("torch", "loss", self.fns.loss, acts, tbatch, self.hp))
+        self.loss_names = tuple(losses)
+        out.update({n: _np(v.detach()) if torch.is_tensor(v) else np.asarray(v) for n, v in losses.items()})
+        call("torch", "backward", self.fns.backward, self.model, self.optimizer, losses["loss"], self.hp)
+        grads = self._params_to_numpy(lambda p: p.grad.detach().clone() if p.grad is not None else None)
+        out.update({keys.grad(n): g for n, g in grads.items()})
+        for name in self.retain:
+            t = acts.get(name)
+            if t is not None and t.grad is not None:
+                out[keys.grad(name)] = self._act_to_numpy(name, t.grad)
+        call("torch", "update", self.fns.update, self.model, self.optimizer, self.state, self.hp)
+        out.update({keys.after(n): w for n, w in self._params_to_numpy(lambda p: p.detach().clone()).items()})
+        return out
+
+    def _params_to_numpy(self, get: Callable[[torch.Tensor], torch.Tensor | None]) -> Tensors:
+        out: Tensors = {}
+        for m in self.weight_maps:
+            values = [get(self.params[t]) for t in m.torch_names]
+            if any(v is None for v in values):
+                continue
+            out[m.numpy_name] = m.to_numpy(*[_np(v) for v in values])
+        for name in self.unmapped:
+            value = get(self.params[name])
+            if value is not None:
+                out[name] = _np(value)
+        return out
+
+    def _acts_to_numpy(self, acts: Mapping[str, Any]) -> Tensors:
+        return {self._act_name(n): self._act_to_numpy(n, t) for n, t in acts.items()}
+
+    def _act_name(self, torch_name: str) -> str:
+        m = self.act_maps.get(torch_name)
+        return m.numpy_name if m else torch_name
+
+    def _act_to_numpy(self, torch_name: str, t: Any) -> np.ndarray:
+        value = _np(t.detach()) if torch.is_tensor(t) else np.asarray(t)
+        m = self.act_maps.get(torch_name)
+        return m.to_numpy(value) if m else value
+
+    def metrics(self, data: Any) -> dict[str, float]:
+        if self.fns.metrics is None:
+            return {}
+        with torch.no_grad():
+            return dict(call("torch", "metrics", self.fns.metrics, self.model, data, self.hp))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "params": {n: p.detach().clone() for n, p in self.params.items()},
+            "grads": {n: None if p.grad is None else p.grad.detach().clone() for n, p in self.params.items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()) if self.optimizer else None,
+            "state": copy.deepcopy(self.state),
+            "rng": torch.get_rng_state(),
+        }
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(snap["params"][n])
+                g = snap["grads"][n]
+                p.grad = None if g is None else g.clone()
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        self.state = copy.deepcopy(snap["state"])
+        torch.set_rng_state(snap["rng"])
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().numpy() if t.device.type != "cpu" else t.numpy()
+
+
+def _split_mapping(
+    mapping: tuple[TensorMap, ...] | list[TensorMap], params: Mapping[str, torch.Tensor]
+) -> tuple[list[_ParamMap], dict[str, _ParamMap]]:
+    """Weights are maps whose torch names are all parameters; the rest map activations."""
+    weights: list[_ParamMap] = []
+    acts: dict[str, _ParamMap] = {}
+    for m in mapping:
+        pm = _ParamMap(m.numpy, m.torch_names, m.layout.to_numpy, m.layout.to_torch)
+        missing = [t for t in m.torch_names if t not in params]
+        if not missing:
+            weights.append(pm)
+        elif len(m.torch_names) == 1:
+            acts[m.torch_names[0]] = pm
+        else:
+            raise KeyError(f"mapping {m.numpy!r}: torch names {missing} are not parameters of the model")
+    return weights, acts
+

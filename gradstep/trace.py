@@ -1,0 +1,195 @@
+"""What each step produced, in bounded memory however long the run.
+
+Three tiers:
+- per-step summaries for every step (worst absolute and relative difference,
+  out-of-tolerance count and status per tensor, each side's loss): small
+  fixed-width rows in arrays that grow by doubling;
+- full tensors of the most recent steps (a window sized by a byte budget);
+- checkpoints of both sides' whole state every ``interval`` steps, from which
+  any older step is recomputed. When there are more than ``max_checkpoints``
+  every other one is dropped and the interval doubles, so a 14,000-step run
+  keeps as many checkpoints as a 1,400-step one.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gradstep.compare import Status
+
+
+@dataclass
+class StepRecord:
+    """The full tensors of one step, both sides, in the NumPy side's names and layout.
+
+    ``local`` holds the NumPy side re-run from the torch side's weights (the
+    local error), when it was measured at this step.
+    """
+
+    step: int
+    epoch: int
+    index: int
+    numpy: dict[str, np.ndarray]
+    torch: dict[str, np.ndarray]
+    local: dict[str, np.ndarray] | None = None
+    metrics: dict[str, dict[str, float]] | None = None
+
+    def nbytes(self) -> int:
+        sides = [self.numpy, self.torch] + ([self.local] if self.local else [])
+        return sum(int(np.asarray(v).nbytes) for side in sides for v in side.values())
+
+
+@dataclass
+class EpochMetrics:
+    step: int
+    epoch: int
+    numpy: dict[str, float]
+    torch: dict[str, float]
+
+
+@dataclass
+class Checkpoint:
+    """Both sides' state at the start of ``step``."""
+
+    step: int
+    numpy: Mapping[str, Any]
+    torch: Mapping[str, Any]
+
+
+class _Rows:
+    """A 2-d array that grows by doubling along its first axis."""
+
+    def __init__(self, width: int, dtype: Any, fill: Any = 0):
+        self.fill = fill
+        self.data = np.full((64, width), fill, dtype=dtype)
+        self.count = 0
+
+    def append(self, row: np.ndarray) -> None:
+        if self.count == len(self.data):
+            grown = np.full((2 * len(self.data), self.data.shape[1]), self.fill, dtype=self.data.dtype)
+            grown[: self.count] = self.data
+            self.data = grown
+        self.data[self.count, : len(row)] = row
+        self.count += 1
+
+    def widen(self, width: int) -> None:
+        if width > self.data.shape[1]:
+            wider = np.full((len(self.data), width), self.fill, dtype=self.data.dtype)
+            wider[:, : self.data.shape[1]] = self.data
+            self.data = wider
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.data[: self.count]
+
+
+@dataclass
+class Trace:
+    """Per-step summaries, a window of full steps and thinning checkpoints."""
+
+    window_bytes: int = 64 << 20
+    checkpoint_bytes: int = 128 << 20
+    max_checkpoints: int = 512
+    interval: int = 16
+    keys: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._abs = _Rows(0, np.float64)
+        self._rel = _Rows(0, np.float64)
+        self._bad = _Rows(0, np.int64)
+        self._status = _Rows(0, np.int8, fill=-1)  # -1: the key did not exist at that step
+        self._loss = _Rows(2, np.float64, fill=np.nan)
+        self._window: OrderedDict[int, StepRecord] = OrderedDict()
+        self._window_used = 0
+        self.checkpoints: dict[int, Checkpoint] = {}
+        self.metrics: list[EpochMetrics] = []
+
+    # ---- summaries -------------------------------------------------------
+    def key_columns(self, step_keys: list[str]) -> np.ndarray:
+        """Column of each key, adding new keys at the end."""
+        known = {k: i for i, k in enumerate(self.keys)}
+        for k in step_keys:
+            if k not in known:
+                known[k] = len(self.keys)
+                self.keys.append(k)
+        for rows in (self._abs, self._rel, self._bad, self._status):
+            rows.widen(len(self.keys))
+        return np.array([known[k] for k in step_keys], dtype=np.int64)
+
+    def add_summary(
+        self, columns: np.ndarray, max_abs: np.ndarray, max_rel: np.ndarray, n_bad: np.ndarray,
+        status: np.ndarray, losses: tuple[float, float],
+    ) -> None:
+        width = len(self.keys)
+        for rows, values, fill in (
+            (self._abs, max_abs, 0.0), (self._rel, max_rel, 0.0), (self._bad, n_bad, 0), (self._status, status, -1),
+        ):
+            row = np.full(width, fill, dtype=rows.data.dtype)
+            row[columns] = values
+            rows.append(row)
+        self._loss.append(np.asarray(losses, dtype=np.float64))
+
+    @property
+    def steps(self) -> int:
+        return self._loss.count
+
+    @property
+    def max_abs(self) -> np.ndarray:
+        return self._abs.rows
+
+    @property
+    def max_rel(self) -> np.ndarray:
+        return self._rel.rows
+
+    @property
+    def n_bad(self) -> np.ndarray:
+        return self._bad.rows
+
+    @property
+    def status(self) -> np.ndarray:
+        return self._status.rows
+
+    @property
+    def losses(self) -> np.ndarray:
+        """(steps, 2): the NumPy and the torch loss of every step."""
+        return self._loss.rows
+
+    def step_status(self, step: int) -> dict[str, Status | None]:
+        row = self._status.rows[step]
+        return {k: (Status(int(s)) if s >= 0 else None) for k, s in zip(self.keys, row, strict=False)}
+
+    # ---- window of full tensors ----------------------------------------
+    def keep(self, record: StepRecord) -> None:
+        size = record.nbytes()
+        self._window[record.step] = record
+        self._window_used += size
+        while self._window_used > self.window_bytes and len(self._window) > 1:
+            _, old = self._window.popitem(last=False)
+            self._window_used -= old.nbytes()
+
+    def recent(self, step: int) -> StepRecord | None:
+        return self._window.get(step)
+
+    def window_steps(self) -> list[int]:
+        return list(self._window)
+
+    # ---- checkpoints -----------------------------------------------------
+    def wants_checkpoint(self, step: int) -> bool:
+        return step % self.interval == 0 and step not in self.checkpoints
+
+    def add_checkpoint(self, checkpoint: Checkpoint, nbytes: int) -> None:
+        self.checkpoints[checkpoint.step] = checkpoint
+        budget = max(4, min(self.max_checkpoints, self.checkpoint_bytes // max(nbytes, 1)))
+        while len(self.checkpoints) > budget:
+            self.interval *= 2
+            self.checkpoints = {s: c for s, c in self.checkpoints.items() if s % self.interval == 0}
+
+    def checkpoint_before(self, step: int) -> Checkpoint:
+        """The latest checkpoint at or before ``step`` (step 0's is never dropped)."""
+        best = max(s for s in self.checkpoints if s <= step)
+        return self.checkpoints[best]
