@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from gradstep import __version__
 
@@ -78,7 +79,8 @@ def build_engine(scenario: str, variant: str | None, device: str, dtype: str | N
 
 
 def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[bold red]gradstep:[/] {message}", highlight=False, markup=True)
+    # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]gradstep:[/] {escape(message)}", highlight=False)
     sys.exit(EXIT_BAD_INPUT)
 
 

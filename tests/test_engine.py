@@ -1,0 +1,138 @@
+"""The lockstep engine: local error against drift, determinism, the bounded trace, errors."""
+
+import numpy as np
+import pytest
+
+from gradstep.compare import Status
+from gradstep.engine import Engine, EngineError
+from gradstep.loader import load_scenario
+from gradstep.trace import Trace
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def engine_for(path: str, variant: str, **trace_options) -> Engine:
+    return Engine(load_scenario(path, variant), trace=Trace(**trace_options) if trace_options else None)
+
+
+def assert_same_record(a, b) -> None:
+    assert a.step == b.step
+    for side in ("numpy", "torch"):
+        left, right = getattr(a, side), getattr(b, side)
+        assert list(left) == list(right)
+        for key in left:
+            np.testing.assert_array_equal(left[key], right[key], strict=True, err_msg=f"{side} {key}")
+            assert np.asarray(left[key]).tobytes() == np.asarray(right[key]).tobytes(), f"{side} {key} bits"
+
+
+def test_drift_without_a_bug_is_parity(chaos_path):
+    engine = engine_for(chaos_path, "fixed")
+    result = engine.run()
+    assert result.parity and result.first_divergence is None
+    # The free-running trajectories do part (chaos), and that is reported as drift.
+    assert result.drift is not None and result.drift.first_step > 0
+    assert (engine.trace.status == Status.DRIFT).any()
+    assert not (engine.trace.status == Status.DIVERGED).any()
+
+
+def test_planted_bug_diverges_at_step_zero_locally(chaos_path):
+    result = engine_for(chaos_path, "as-posted").run()
+    d = result.first_divergence
+    assert not result.parity
+    assert (d.step, d.tensor, d.local) == (0, "grad w", True)
+    assert float(d.comparison.worst_numpy) == pytest.approx(2 * float(d.comparison.worst_torch), rel=1e-15)
+
+
+def test_run_until_divergence_stops_there(chaos_path):
+    engine = engine_for(chaos_path, "as-posted")
+    result = engine.run(until="divergence")
+    assert result.stopped == "divergence" and result.steps == 1
+
+
+def test_nan_on_one_side_is_a_nonfinite_divergence(chaos_path):
+    engine = engine_for(chaos_path, "nan")
+    result = engine.run(until="nonfinite")
+    assert result.stopped == "nonfinite" and result.first_nonfinite == 120
+    assert result.first_divergence.step == 120
+    assert result.first_divergence.comparison.status == Status.NONFINITE
+    assert result.first_divergence.comparison.nan_numpy == 1
+
+
+def test_replay_from_step_zero_is_bit_identical(chaos_path):
+    first = engine_for(chaos_path, "fixed", window_bytes=1 << 30)
+    second = engine_for(chaos_path, "fixed", window_bytes=1 << 30)
+    first.run()
+    second.run()
+    for step in range(first.next_step):
+        assert_same_record(first.record(step), second.record(step))
+    np.testing.assert_array_equal(first.trace.losses, second.trace.losses)
+
+
+def test_old_steps_are_recomputed_bit_identical_from_checkpoints(chaos_path):
+    keep_all = engine_for(chaos_path, "fixed", window_bytes=1 << 30)
+    bounded = engine_for(chaos_path, "fixed", window_bytes=1, interval=4, max_checkpoints=8)
+    keep_all.run()
+    bounded.run()
+    assert bounded.trace.window_steps() == [199]  # only the latest step is kept in full
+    for step in (0, 1, 37, 63, 64, 150, 198):
+        assert_same_record(keep_all.record(step), bounded.record(step))
+    drifted = next(s for s in range(200) if (keep_all.trace.status[s] == Status.DRIFT).any())
+    assert bounded.record(drifted).local is not None  # the local error is recomputed too
+
+
+def test_checkpoints_stay_bounded_however_long_the_run(chaos_path):
+    engine = engine_for(chaos_path, "fixed", window_bytes=1, interval=2, max_checkpoints=8)
+    engine.run()
+    assert len(engine.trace.checkpoints) <= 8
+    assert engine.trace.interval > 2  # thinned by doubling the interval
+    assert 0 in engine.trace.checkpoints
+    assert engine.trace.steps == 200  # summaries for every step
+
+
+def test_recompute_does_not_disturb_the_live_run(chaos_path):
+    reference = engine_for(chaos_path, "fixed", window_bytes=1 << 30)
+    reference.run()
+    engine = engine_for(chaos_path, "fixed", window_bytes=1, interval=8)
+    engine.run(steps=100)
+    engine.record(10)
+    engine.run()
+    assert_same_record(reference.record(199), engine.record(199))
+
+
+def test_cancel_stops_between_steps(chaos_path):
+    engine = engine_for(chaos_path, "fixed")
+    calls = iter(range(1000))
+    result = engine.run(cancelled=lambda: next(calls) >= 5)
+    assert result.stopped == "cancelled" and result.steps == 5
+
+
+def test_scenario_exception_names_side_function_and_line(tmp_path, chaos_path):
+    source = open(chaos_path).read().replace(
+        'return {"out": weights["w"] * 1.0}', 'return {"out": weights["w"] * undefined_name}'
+    )
+    broken = tmp_path / "broken_forward.py"
+    broken.write_text(source)
+    engine = Engine(load_scenario(str(broken), "fixed"))
+    result = engine.run()
+    assert result.stopped == "error" and not result.parity
+    error = result.error
+    assert (error.side, error.function, error.step) == ("numpy", "forward", 0)
+    line = next(i for i, text in enumerate(source.splitlines(), 1) if "undefined_name" in text)
+    assert error.location == f"{broken}:{line}"
+    assert "NameError" in str(error)
+
+
+def test_bad_engine_options_are_refused(chaos_path):
+    scenario = load_scenario(chaos_path, "fixed")
+    with pytest.raises(EngineError, match="CUDA is not available"):
+        Engine(scenario, device="cuda")
+    with pytest.raises(EngineError, match="together"):
+        Engine(scenario, rtol=1e-3)
+    with pytest.raises(EngineError, match="dtype"):
+        Engine(scenario, dtype="float16")
+
+
+def test_user_tolerance_changes_the_verdict(chaos_path):
+    # A tolerance looser than the planted factor of 2 would hide it; a tight one keeps it.
+    loose = Engine(load_scenario(chaos_path, "as-posted"), rtol=10.0, atol=1e3).run(steps=3)
+    assert loose.parity
