@@ -1,5 +1,7 @@
 """The lockstep engine: local error against drift, determinism, the bounded trace, errors."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -107,7 +109,7 @@ def test_cancel_stops_between_steps(chaos_path):
 
 
 def test_scenario_exception_names_side_function_and_line(tmp_path, chaos_path):
-    source = open(chaos_path).read().replace(
+    source = Path(chaos_path).read_text().replace(
         'return {"out": weights["w"] * 1.0}', 'return {"out": weights["w"] * undefined_name}'
     )
     broken = tmp_path / "broken_forward.py"
