@@ -17,9 +17,10 @@ checkpoints rather than from step 0.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -332,17 +333,13 @@ class Engine:
     def _recompute(self, step: int) -> StepRecord:
         """Restore the nearest checkpoint into a second instance and step forward to ``step``."""
         checkpoint = self.trace.checkpoint_before(step)
-        np_rng, torch_rng = np.random.get_state(), torch.get_rng_state()
-        try:
+        with _rng_preserved():
             replay = self._replay_lockstep()
             replay.restore(checkpoint)
             for s in range(checkpoint.step, step + 1):
                 record = replay.step(s)
                 if s == step and self.trace.status[step].max() >= Status.DRIFT:
                     record.local = replay.local_step(record)
-        finally:
-            np.random.set_state(np_rng)
-            torch.set_rng_state(torch_rng)
         self._recomputed[step] = record
         while len(self._recomputed) > 8:
             self._recomputed.popitem(last=False)
@@ -350,16 +347,25 @@ class Engine:
 
     def _replay_lockstep(self) -> Lockstep:
         if self._replay is None:
-            np_rng, torch_rng = np.random.get_state(), torch.get_rng_state()
-            self._replay = Lockstep(self.scenario, self.device, TORCH_DTYPES[self.dtype_name])
-            np.random.set_state(np_rng)
-            torch.set_rng_state(torch_rng)
+            with _rng_preserved():
+                self._replay = Lockstep(self.scenario, self.device, TORCH_DTYPES[self.dtype_name])
         return self._replay
 
     def _checkpoint(self, step: int) -> None:
         numpy_snap, torch_snap = self.live.snapshot()
         checkpoint = Checkpoint(step, numpy_snap, torch_snap)
         self.trace.add_checkpoint(checkpoint, _snapshot_bytes(numpy_snap) + _snapshot_bytes(torch_snap))
+
+    def initial_weights(self) -> dict[str, dict[str, np.ndarray]]:
+        """Both sides' weights before step 0, NumPy names and layout: what the app shows first."""
+        if self.next_step == 0:
+            pair = self.live
+        else:
+            with _rng_preserved():
+                pair = self._replay_lockstep()
+                pair.restore(self.trace.checkpoint_before(0))
+        return {"numpy": {n: w.copy() for n, w in pair.numpy.weights.items()},
+                "torch": {n: w.copy() for n, w in pair.torch.weights_numpy_layout().items()}}
 
     # ---- facts for reports -------------------------------------------------
     def position(self, step: int) -> tuple[int, int]:
@@ -438,6 +444,17 @@ def _signature(record: StepRecord) -> tuple:
     return tuple((k, np.size(v)) for k, v in record.numpy.items()) + tuple(
         (k, np.size(v)) for k, v in record.torch.items()
     )
+
+
+@contextlib.contextmanager
+def _rng_preserved() -> Iterator[None]:
+    """Replays restore the random generators of their checkpoint: give the live run its own back."""
+    np_rng, torch_rng = np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        np.random.set_state(np_rng)
+        torch.set_rng_state(torch_rng)
 
 
 def _scalar(value: Any) -> float:
