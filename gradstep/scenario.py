@@ -239,6 +239,9 @@ class Scenario:
     mapping: Sequence[TensorMap] = ()
     variants: Mapping[str, Variant] = field(default_factory=dict)
     default_variant: str = "as-posted"
+    # False: the torch side keeps its model's own initialisation instead of
+    # the shared init (on purpose, as a thread did); mapped names still compare.
+    share_init: bool = True
     notes: str = ""
     # Filled in by the loader: the file it came from and the variant in force.
     source_path: str = ""

@@ -147,7 +147,8 @@ class TorchRunner:
         self.model = model.to(device=self.device, dtype=dtype)
         self.params = dict(self.model.named_parameters())
         self.weight_maps, self.act_maps = _split_mapping(scenario.mapping, self.params)
-        self._load_weights(weights)
+        if scenario.share_init:
+            self._load_weights(weights)
         self.optimizer = call("torch", "optimizer", self.fns.optimizer, self.model, hp) if self.fns.optimizer else None
         self.state: dict[str, Any] = {}
         self.loss_names: tuple[str, ...] = ()
@@ -163,7 +164,9 @@ class TorchRunner:
                 arrays = m.to_torch(np.asarray(weights[m.numpy_name]))
                 for name, array in zip(m.torch_names, arrays, strict=True):
                     param = self.params[name]
-                    value = torch.as_tensor(np.ascontiguousarray(array), dtype=self.dtype, device=self.device)
+                    # reshape: ascontiguousarray makes a 0-d array 1-d, and a 0-d parameter is legitimate
+                    contiguous = np.ascontiguousarray(array).reshape(np.shape(array))
+                    value = torch.as_tensor(contiguous, dtype=self.dtype, device=self.device)
                     if value.shape != param.shape:
                         raise ValueError(
                             f"mapping {m.numpy_name!r} -> {name!r}: init gives shape {tuple(value.shape)}, "
