@@ -44,7 +44,7 @@ def test_non_editable_install_loads_bundled_scenarios_by_name(wheel, tmp_path):
     assert done.returncode == 0, done.stderr
     where, names, loaded = done.stdout.splitlines()
     assert Path(where) == target / "gradstep" / "scenarios"
-    assert eval(names) == BUNDLED  # noqa: S307  our own printed list
+    assert names == repr(BUNDLED)
     assert loaded == "neuron"
 
 
