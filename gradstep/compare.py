@@ -82,6 +82,9 @@ def element_diffs(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> ElementDiffs:
     same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.where(same, 0.0, np.abs(a64 - b64))
+        if np.asarray(a).dtype.kind in "iub" and np.asarray(b).dtype.kind in "iub":
+            # Integers compare exactly: in float64, 2**53 + 1 and 2**53 are the same number.
+            diff = np.abs(np.asarray(a, dtype=np.int64) - np.asarray(b, dtype=np.int64)).astype(np.float64)
         diff = np.where(np.isnan(diff), np.inf, diff)
         magnitude = np.maximum(np.abs(a64), np.abs(b64))
         rel = np.where(diff == 0, 0.0, diff / np.where(magnitude == 0, 1.0, magnitude))
@@ -302,7 +305,7 @@ class PairSummarizer:
             np.multiply(tmp, self.rtol, out=a)
             np.add(a, self.atol, out=a)
             np.greater(diff, a, out=bad)
-            np.add(tmp, _TINY, out=tmp)
+            np.maximum(tmp, _TINY, out=tmp)
             np.divide(diff, tmp, out=tmp)  # relative difference; 0 where both are 0
         ne = self._nonempty
         max_abs[ne] = np.maximum.reduceat(diff, self._starts)
@@ -316,11 +319,11 @@ class PairSummarizer:
 
     def _exact_nonfinite(self, numpy_values, torch_values, max_abs, max_rel, n_bad) -> None:
         for i in np.flatnonzero(~np.isfinite(max_abs)):
-            d = element_diffs(numpy_values[i], torch_values[i], self.tolerances[i])
+            d = element_diffs(np.ravel(numpy_values[i]), np.ravel(torch_values[i]), self.tolerances[i])
             max_abs[i], max_rel[i], n_bad[i] = d.abs.max(), d.rel.max(), int(d.bad.sum())
 
 
-# Keeps 0/0 at 0 in the relative difference without a mask.
+# The least magnitude divided by: 0/0 stays 0, and 0 against the smallest subnormal has rel 1.
 _TINY = np.finfo(np.float64).smallest_subnormal
 
 

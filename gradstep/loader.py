@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import importlib.util
 import linecache
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -68,10 +69,7 @@ def load_scenario(name_or_path: str, variant: str | None = None) -> Scenario:
     if variant is not None and variant not in scenario.variants:
         known = ", ".join(scenario.variants)
         raise LoadError(f"scenario {scenario.name!r} has no variant {variant!r} (variants: {known})", str(path))
-    try:
-        return scenario.with_variant(variant)
-    except (KeyError, TypeError, ValueError) as error:
-        raise LoadError(f"variant {variant or scenario.default_variant!r}: {_message(error)}", str(path)) from error
+    return scenario.with_variant(variant)
 
 
 def list_scenarios() -> list[Scenario]:
@@ -121,17 +119,29 @@ def _scenario_of(module: ModuleType, path: Path) -> Scenario:
             f"SCENARIO is a {type(scenario).__name__}, not a gradstep.scenario.Scenario",
             str(path), _definition_line(path, "SCENARIO"),
         )
-    problems = _problems(scenario)
+    problems = _problems(scenario) or _variant_problems(scenario)
     if problems:
         raise LoadError("; ".join(problems), str(path), _definition_line(path, "SCENARIO"))
     return scenario
 
 
 def _definition_line(path: Path, name: str) -> int | None:
+    pattern = re.compile(rf"^{re.escape(name)}\s*(:[^=]*)?=")  # SCENARIO = ... or SCENARIO: Scenario = ...
     for number, text in enumerate(linecache.getlines(str(path)) or path.read_text().splitlines(), start=1):
-        if text.startswith(f"{name} =") or text.startswith(f"{name}="):
+        if pattern.match(text):
             return number
     return None
+
+
+def _variant_problems(s: Scenario) -> list[str]:
+    """Every variant must apply, not only the one asked for: a typo fails the file at load."""
+    out = []
+    for name in s.variants:
+        try:
+            s.with_variant(name)
+        except (KeyError, TypeError, ValueError) as error:
+            out.append(f"variant {name!r}: {_message(error)}")
+    return out
 
 
 def _problems(s: Scenario) -> list[str]:

@@ -1,0 +1,189 @@
+"""What the app shows of one step, gathered from the engine in one go (on the worker thread).
+
+A :class:`Frame` is an immutable snapshot: the tensors of the step with their
+phase, status and worst difference, the losses so far, the first divergence,
+the run's device and dtype. The UI thread only ever reads frames, so it never
+touches the engine while a worker is stepping it.
+
+Step ``-1`` is the start: both sides' initial weights, before any update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from gradstep import keys
+from gradstep.compare import Status, Tolerance, tolerance_for
+from gradstep.engine import Engine
+from gradstep.sides import ScenarioError
+from gradstep.tui.pairs import pair_facts
+
+INITIAL = -1
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One named tensor of the step, both sides."""
+
+    key: str
+    phase: str
+    status: Status
+    numpy: np.ndarray | None
+    torch: np.ndarray | None
+    tolerance: Tolerance
+    max_abs: float
+    n_bad: int
+    worst_index: tuple[int, ...] | None
+    local: np.ndarray | None = None  # the NumPy side re-run from torch's weights, when measured
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        present = self.numpy if self.numpy is not None else self.torch
+        return None if present is None else tuple(np.shape(present))
+
+    @property
+    def out_of_tolerance(self) -> bool:
+        return self.status in (Status.DIVERGED, Status.NONFINITE, Status.SHAPE, Status.DRIFT)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A failure of the scenario's own code: where it happened."""
+
+    step: int | None
+    side: str
+    function: str
+    location: str
+    message: str
+
+    @classmethod
+    def of(cls, error: ScenarioError) -> ErrorInfo:
+        inner = error.error
+        return cls(error.step, error.side, error.function, error.location or "?",
+                   f"{type(inner).__name__}: {inner}")
+
+
+@dataclass(frozen=True)
+class Frame:
+    step: int  # INITIAL for the initial weights
+    epoch: int | None
+    batch: int | None
+    frontier: int  # steps run so far (engine.next_step)
+    total: int
+    entries: tuple[TensorEntry, ...]
+    losses: np.ndarray  # (frontier, 2): NumPy and torch loss per step, for the plot
+    loss_numpy: np.generic | None  # the step's loss in its own dtype
+    loss_torch: np.generic | None
+    first_divergence: tuple[int, str] | None
+    first_nonfinite: int | None
+    device: str
+    dtype: str
+    tf32: bool | None
+    scenario: str
+    variant: str
+    error: ErrorInfo | None = None
+    notice: str = ""
+    focus_key: str | None = None  # a tensor to select (the divergence a run stopped at)
+    meta: dict = field(default_factory=dict)
+
+    def entry(self, key: str) -> TensorEntry | None:
+        return next((e for e in self.entries if e.key == key), None)
+
+    def with_(self, **changes) -> Frame:
+        return replace(self, **changes)
+
+
+def build_frame(engine: Engine, step: int, phases: PhaseMap) -> Frame:
+    """The frame of ``step`` (INITIAL, or a step already run)."""
+    if step == INITIAL:
+        return _initial_frame(engine)
+    record = engine.record(step)
+    trace = engine.trace
+    column = {k: i for i, k in enumerate(trace.keys)}
+    entries = []
+    for key in phases.ordered(engine, record):
+        a, b = record.numpy.get(key), record.torch.get(key)
+        col = column.get(key)
+        raw = int(trace.status[step, col]) if col is not None else -1
+        tol = _tolerance(a, b, engine)
+        facts = pair_facts(a, b, tol)
+        status = Status(raw) if raw >= 0 else facts.status
+        entries.append(TensorEntry(
+            key, phases.phase(key), status, a, b, tol,
+            float(trace.max_abs[step, col]) if col is not None else facts.max_abs,
+            int(trace.n_bad[step, col]) if col is not None else facts.n_bad,
+            facts.worst_index,
+            None if record.local is None else record.local.get(key),
+        ))
+    return _frame(engine, step, record.epoch, record.index, tuple(entries),
+                  _loss(record.numpy), _loss(record.torch))
+
+
+def _initial_frame(engine: Engine) -> Frame:
+    weights = engine.initial_weights()
+    names = list(dict.fromkeys([*weights["numpy"], *weights["torch"]]))
+    entries = []
+    for name in names:
+        a, b = weights["numpy"].get(name), weights["torch"].get(name)
+        tol = _tolerance(a, b, engine)
+        facts = pair_facts(a, b, tol)
+        entries.append(TensorEntry(keys.before(name), "before", facts.status, a, b, tol, facts.max_abs,
+                                   facts.n_bad, facts.worst_index))
+    return _frame(engine, INITIAL, None, None, tuple(entries), None, None)
+
+
+def _frame(engine: Engine, step: int, epoch: int | None, batch: int | None, entries: tuple[TensorEntry, ...],
+           loss_numpy: np.generic | None, loss_torch: np.generic | None) -> Frame:
+    d = engine.first_divergence
+    return Frame(
+        step=step, epoch=epoch, batch=batch, frontier=engine.next_step, total=engine.total_steps,
+        entries=entries, losses=engine.trace.losses.copy(), loss_numpy=loss_numpy, loss_torch=loss_torch,
+        first_divergence=None if d is None else (d.step, d.tensor), first_nonfinite=engine.first_nonfinite,
+        device=engine.device, dtype=engine.dtype_name, tf32=engine.tf32,
+        scenario=engine.scenario.name, variant=engine.scenario.variant,
+    )
+
+
+def _tolerance(a: np.ndarray | None, b: np.ndarray | None, engine: Engine) -> Tolerance:
+    if a is None or b is None:
+        return tolerance_for(np.float64, np.float64, engine.rtol, engine.atol)
+    return tolerance_for(np.asarray(a).dtype, np.asarray(b).dtype, engine.rtol, engine.atol)
+
+
+def _loss(side: dict[str, np.ndarray]) -> np.generic | None:
+    value = side.get("loss")
+    if value is None or np.size(value) == 0:
+        return None
+    return np.asarray(value).reshape(-1)[0]
+
+
+class PhaseMap:
+    """The phase of every key (keys.PHASES) and the steps' keys in compute order.
+
+    The engine orders keys by phase internally but does not say which phase a
+    key is in; this asks the scenario's data for the batch names once and the
+    runners for the loss names (what ``Engine`` should offer as ``phases(step)``).
+    """
+
+    def __init__(self) -> None:
+        self._inputs: set[str] | None = None
+        self._losses: set[str] = set()
+        self._phase: dict[str, str] = {}
+
+    def ordered(self, engine: Engine, record) -> list[str]:
+        if self._inputs is None:
+            self._inputs = set(engine.live.data.batch(record.epoch, record.index))
+            self._losses = set(engine.live.numpy.loss_names) | set(engine.live.torch.loss_names)
+        present = [*record.numpy, *record.torch]
+        known = [k for k in engine.trace.keys if k in record.numpy or k in record.torch]
+        names = list(dict.fromkeys([*known, *present]))
+        for k in names:
+            if k not in self._phase:
+                self._phase[k] = keys.phase_of(k, self._inputs, self._losses)
+        rank = {p: i for i, p in enumerate(keys.PHASES)}
+        return sorted(names, key=lambda k: rank[self._phase[k]])
+
+    def phase(self, key: str) -> str:
+        return self._phase.get(key, "forward")

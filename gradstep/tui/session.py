@@ -1,0 +1,96 @@
+"""The debugger's moves, in terms of the engine: what a key press asks for, on the worker thread.
+
+Nothing here touches Textual; every method runs on a worker thread and
+returns a :class:`~gradstep.tui.frame.Frame` for the UI to show. Viewing a
+step already run reads the engine's trace (``engine.record``, which recomputes
+old steps from checkpoints): it never moves the engine's frontier. Moving
+past the frontier steps the engine. A failure of the scenario's code comes
+back as the frame of the last good view with ``error`` set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gradstep.engine import Engine
+from gradstep.sides import ScenarioError
+from gradstep.tui.frame import INITIAL, ErrorInfo, Frame, PhaseMap, build_frame
+
+Progress = Callable[[int, int], None]
+Cancelled = Callable[[], bool]
+
+
+class Debugger:
+    """One engine and the moves the app makes on it."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.phases = PhaseMap()
+
+    @property
+    def last_step(self) -> int:
+        """The newest step run, INITIAL when none."""
+        return self.engine.next_step - 1
+
+    def show(self, step: int) -> Frame:
+        return build_frame(self.engine, max(INITIAL, min(step, self.last_step)), self.phases)
+
+    def forward(self, view: int) -> Frame:
+        """One step on from ``view``: an old step from the trace, or a new one at the frontier."""
+        if view + 1 <= self.last_step:
+            return self.show(view + 1)
+        if self.engine.next_step >= self.engine.total_steps:
+            return self.show(view).with_(notice=f"the run is over: all {self.engine.total_steps} steps are done")
+        try:
+            self.engine.step()
+        except ScenarioError as error:
+            return self.show(view).with_(error=ErrorInfo.of(error))
+        return self.show(self.last_step)
+
+    def back(self, view: int) -> Frame:
+        if view <= INITIAL:
+            return self.show(INITIAL).with_(notice="already at the start: the initial weights")
+        return self.show(view - 1)
+
+    def goto(self, target: int, view: int, progress: Progress | None = None,
+             cancelled: Cancelled | None = None) -> Frame:
+        """Show ``target``, running the steps up to it first if it is past the frontier."""
+        target = max(INITIAL, min(target, self.engine.total_steps - 1))
+        if target <= self.last_step:
+            return self.show(target)
+        return self._run(target - self.last_step, None, view, progress, cancelled, target=target)
+
+    def run(self, steps: int | None, until: str | None, view: int, progress: Progress | None = None,
+            cancelled: Cancelled | None = None) -> Frame:
+        """Run ``steps`` more (None: to the end), or until the first divergence / NaN-Inf."""
+        if until == "divergence" and self.engine.first_divergence is not None:
+            d = self.engine.first_divergence
+            return self.show(d.step).with_(focus_key=d.tensor, notice=f"first divergence: step {d.step}, {d.tensor}")
+        if until == "nonfinite" and self.engine.first_nonfinite is not None:
+            return self._at_nonfinite(self.engine.first_nonfinite)
+        return self._run(steps, until, view, progress, cancelled)
+
+    def _run(self, steps: int | None, until: str | None, view: int, progress: Progress | None,
+             cancelled: Cancelled | None, target: int | None = None) -> Frame:
+        if self.engine.next_step >= self.engine.total_steps:
+            return self.show(view).with_(notice=f"the run is over: all {self.engine.total_steps} steps are done")
+        result = self.engine.run(steps=steps, until=until, progress=progress, cancelled=cancelled)
+        if result.error is not None:
+            return self.show(self.last_step).with_(error=ErrorInfo.of(result.error))
+        if result.stopped == "divergence" and result.first_divergence is not None:
+            d = result.first_divergence
+            return self.show(d.step).with_(focus_key=d.tensor, notice=f"first divergence: step {d.step}, {d.tensor}")
+        if result.stopped == "nonfinite" and result.first_nonfinite is not None:
+            return self._at_nonfinite(result.first_nonfinite)
+        shown = self.last_step if target is None else min(target, self.last_step)
+        notice = {
+            "cancelled": f"stopped at step {self.last_step}",
+            "end": f"ran to the end: {result.steps} steps"
+            + ("" if until is None else f"; no {'divergence' if until == 'divergence' else 'NaN/Inf'}"),
+        }.get(result.stopped, "")
+        return self.show(shown).with_(notice=notice)
+
+    def _at_nonfinite(self, step: int) -> Frame:
+        frame = self.show(step)
+        key = next((e.key for e in frame.entries if e.status.name == "NONFINITE"), None)
+        return frame.with_(focus_key=key, notice=f"first NaN/Inf: step {step}" + (f", {key}" if key else ""))
