@@ -290,13 +290,9 @@ class PairSummarizer:
         if not self._starts.size:
             return StepSummary(max_abs, max_rel, n_bad)
         a, b, diff, tmp, bad = self._a, self._b, self._diff, self._tmp, self._bad
-        np.concatenate([np.ravel(v) for v in numpy_values], out=a, casting="unsafe")
-        np.concatenate([np.ravel(v) for v in torch_values], out=b, casting="unsafe")
+        np.concatenate([v.reshape(-1) for v in numpy_values], out=a, casting="unsafe")
+        np.concatenate([v.reshape(-1) for v in torch_values], out=b, casting="unsafe")
         with np.errstate(invalid="ignore", over="ignore"):
-            # One sum per side tells whether anything is NaN/Inf (or overflows: then look closer).
-            finite = bool(np.isfinite(np.add.reduce(a) + np.add.reduce(b)))
-            if not finite:
-                finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
             np.subtract(a, b, out=diff)
             np.abs(diff, out=diff)
             np.abs(a, out=tmp)
@@ -311,16 +307,22 @@ class PairSummarizer:
         max_abs[ne] = np.maximum.reduceat(diff, self._starts)
         max_rel[ne] = np.maximum.reduceat(tmp, self._starts)
         n_bad[ne] = np.add.reduceat(bad, self._starts)
+        finite = True
         if not np.isfinite(max_abs).all():
-            # Rare: NaN or Inf somewhere. Redo those pairs exactly, where equal
-            # infinities and NaN against NaN count as agreement.
-            self._exact_nonfinite(numpy_values, torch_values, max_abs, max_rel, n_bad)
+            # Rare: a NaN or Inf on either side makes its pair's difference NaN or Inf. Redo
+            # those pairs exactly, where equal infinities and NaN against NaN agree.
+            finite = self._exact_nonfinite(numpy_values, torch_values, max_abs, max_rel, n_bad)
         return StepSummary(max_abs, max_rel, n_bad, finite)
 
-    def _exact_nonfinite(self, numpy_values, torch_values, max_abs, max_rel, n_bad) -> None:
+    def _exact_nonfinite(self, numpy_values, torch_values, max_abs, max_rel, n_bad) -> bool:
+        """Exact figures for the pairs whose fast ones are not finite; False if any value is NaN/Inf."""
+        finite = True
         for i in np.flatnonzero(~np.isfinite(max_abs)):
-            d = element_diffs(np.ravel(numpy_values[i]), np.ravel(torch_values[i]), self.tolerances[i])
+            a, b = np.ravel(numpy_values[i]), np.ravel(torch_values[i])
+            d = element_diffs(a, b, self.tolerances[i])
             max_abs[i], max_rel[i], n_bad[i] = d.abs.max(), d.rel.max(), int(d.bad.sum())
+            finite = finite and bool(np.isfinite(a).all() and np.isfinite(b).all())
+        return finite
 
 
 # The least magnitude divided by: 0/0 stays 0, and 0 against the smallest subnormal has rel 1.

@@ -33,7 +33,7 @@ from gradstep.scenario import Scenario
 from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner
 from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace
 
-_DIVERGING = (Status.DIVERGED, Status.NONFINITE, Status.SHAPE)
+_DIVERGING = Status.SHAPE  # SHAPE, NONFINITE and DIVERGED count as divergences
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -105,7 +105,8 @@ class Lockstep:
         batch = self.data.batch(epoch, index)
         try:
             numpy_out = self.numpy.step(batch)
-            self.torch.retain = self._activation_grads(numpy_out)
+            if self.torch.retain is None:  # learnt from the first step's NumPy gradients
+                self.torch.retain = self._activation_grads(numpy_out)
             torch_out = self.torch.step(batch)
         except ScenarioError as error:
             error.step = step
@@ -262,8 +263,9 @@ class Engine:
         nonlocal_bad = bad & ~plan.direct_at(record.step)
         if nonlocal_bad.any():
             record.local = self.live.local_step(record)
-            local = plan.summarize(record.local, record.torch)
-            drifted = nonlocal_bad & (local.n_bad == 0)
+            # Only the pairs out of tolerance free-running need their local error.
+            local_bad = plan.summarize_subset(nonlocal_bad, record.local, record.torch).n_bad > 0
+            drifted = np.flatnonzero(nonlocal_bad)[~local_bad]
             status[plan.compared[drifted]] = Status.DRIFT
         nonfinite = np.isinf(free.max_abs) & bad
         status[plan.compared[nonfinite & (status[plan.compared] != Status.DRIFT)]] = Status.NONFINITE
@@ -289,7 +291,7 @@ class Engine:
         if self.drift_start is None and (status == Status.DRIFT).any():
             self.drift_start = (record.step, plan.keys[int(np.argmax(status == Status.DRIFT))])
         if self.first_divergence is None:
-            diverged = np.flatnonzero(np.isin(status, _DIVERGING))
+            diverged = np.flatnonzero(status >= _DIVERGING)
             if diverged.size:
                 key = plan.keys[int(diverged[0])]
                 self.first_divergence = self._divergence(record, key)
@@ -408,6 +410,8 @@ class _StepPlan:
         self.compared = np.array(compared, dtype=np.int64)
         self.compared_keys = [self.keys[i] for i in compared]
         self.summarizer = PairSummarizer(sizes, tolerances)
+        self._sizes, self._tolerances = sizes, tolerances
+        self._subset_summarizers: dict[bytes, tuple[list[str], PairSummarizer]] = {}
         inputs = set(live.data.batch(record.epoch, record.index))
         self._direct_always = np.array([k in inputs for k in self.compared_keys], dtype=bool)
         self._direct_first = self._direct_always | np.array([k.startswith("before ") for k in self.compared_keys])
@@ -420,6 +424,17 @@ class _StepPlan:
         return self.summarizer.summarize(
             [numpy_side[k] for k in self.compared_keys], [torch_side[k] for k in self.compared_keys]
         )
+
+    def summarize_subset(self, mask: np.ndarray, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]):
+        """Like ``summarize`` for the compared pairs selected by ``mask`` (a summarizer cached per mask)."""
+        cache_key = mask.tobytes()
+        if cache_key not in self._subset_summarizers:
+            picked = np.flatnonzero(mask)
+            names = [self.compared_keys[i] for i in picked]
+            summarizer = PairSummarizer([self._sizes[i] for i in picked], [self._tolerances[i] for i in picked])
+            self._subset_summarizers[cache_key] = (names, summarizer)
+        names, summarizer = self._subset_summarizers[cache_key]
+        return summarizer.summarize([numpy_side[k] for k in names], [torch_side[k] for k in names])
 
     def direct_at(self, step: int) -> np.ndarray:
         """Pairs compared directly at ``step``: inputs always, initial weights at step 0."""
@@ -441,9 +456,9 @@ def _compute_order(record: StepRecord, live: Lockstep) -> list[str]:
 
 
 def _signature(record: StepRecord) -> tuple:
-    return tuple((k, np.size(v)) for k, v in record.numpy.items()) + tuple(
-        (k, np.size(v)) for k, v in record.torch.items()
-    )
+    """Names and shapes of both sides' tensors: a step with the same signature reuses the plan."""
+    return (tuple(record.numpy), [v.shape for v in record.numpy.values()],
+            tuple(record.torch), [v.shape for v in record.torch.values()])
 
 
 @contextlib.contextmanager

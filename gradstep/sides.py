@@ -147,12 +147,14 @@ class TorchRunner:
         self.model = model.to(device=self.device, dtype=dtype)
         self.params = dict(self.model.named_parameters())
         self.weight_maps, self.act_maps = _split_mapping(scenario.mapping, self.params)
+        self._last_after: Tensors | None = None
         if scenario.share_init:
             self._load_weights(weights)
         self.optimizer = call("torch", "optimizer", self.fns.optimizer, self.model, hp) if self.fns.optimizer else None
         self.state: dict[str, Any] = {}
         self.loss_names: tuple[str, ...] = ()
-        self.retain: tuple[str, ...] = ()  # activation names whose gradients the NumPy side reports
+        # Activation names whose gradients the NumPy side reports (None: not known yet).
+        self.retain: tuple[str, ...] | None = None
         mapped = {t for m in self.weight_maps for t in m.torch_names}
         self.unmapped = [n for n in self.params if n not in mapped]
 
@@ -184,11 +186,13 @@ class TorchRunner:
         }
 
     def step(self, batch: Batch) -> Tensors:
-        out: Tensors = {keys.before(n): w for n, w in self._params_to_numpy(lambda p: p.detach().clone()).items()}
+        # The weights a step starts from are the ones the last step ended with: no second copy.
+        before = self._last_after if self._last_after is not None else self._params_to_numpy(_copy)
+        out: Tensors = {keys.before(n): w for n, w in before.items()}
         tbatch = self.to_torch_batch(batch)
         out.update({n: _np(t) for n, t in tbatch.items()})
         acts = call("torch", "forward", self.fns.forward, self.model, tbatch, self.hp)
-        for name in self.retain:
+        for name in self.retain or ():
             if name in acts and acts[name].requires_grad:
                 acts[name].retain_grad()
         out.update(self._acts_to_numpy(acts))
@@ -198,12 +202,13 @@ class TorchRunner:
         call("torch", "backward", self.fns.backward, self.model, self.optimizer, losses["loss"], self.hp)
         grads = self._params_to_numpy(lambda p: p.grad.detach().clone() if p.grad is not None else None)
         out.update({keys.grad(n): g for n, g in grads.items()})
-        for name in self.retain:
+        for name in self.retain or ():
             t = acts.get(name)
             if t is not None and t.grad is not None:
                 out[keys.grad(name)] = self._act_to_numpy(name, t.grad)
         call("torch", "update", self.fns.update, self.model, self.optimizer, self.state, self.hp)
-        out.update({keys.after(n): w for n, w in self._params_to_numpy(lambda p: p.detach().clone()).items()})
+        self._last_after = self._params_to_numpy(_copy)
+        out.update({keys.after(n): w for n, w in self._last_after.items()})
         return out
 
     def _params_to_numpy(self, get: Callable[[torch.Tensor], torch.Tensor | None]) -> Tensors:
@@ -256,6 +261,11 @@ class TorchRunner:
             self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
         self.state = copy.deepcopy(snap["state"])
         torch.set_rng_state(snap["rng"])
+        self._last_after = None
+
+
+def _copy(p: torch.Tensor) -> torch.Tensor:
+    return p.detach().clone()
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

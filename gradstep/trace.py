@@ -40,8 +40,9 @@ class StepRecord:
     metrics: dict[str, dict[str, float]] | None = None
 
     def nbytes(self) -> int:
+        """Bytes held by the record's arrays (arrays shared between steps count each time)."""
         sides = [self.numpy, self.torch] + ([self.local] if self.local else [])
-        return sum(int(np.asarray(v).nbytes) for side in sides for v in side.values())
+        return sum(int(v.nbytes) for side in sides for v in side.values())
 
 
 @dataclass
@@ -104,7 +105,7 @@ class Trace:
         self._bad = _Rows(0, np.int64)
         self._status = _Rows(0, np.int8, fill=-1)  # -1: the key did not exist at that step
         self._loss = _Rows(2, np.float64, fill=np.nan)
-        self._window: OrderedDict[int, StepRecord] = OrderedDict()
+        self._window: OrderedDict[int, tuple[StepRecord, int]] = OrderedDict()
         self._window_used = 0
         self.checkpoints: dict[int, Checkpoint] = {}
         self.metrics: list[EpochMetrics] = []
@@ -166,14 +167,15 @@ class Trace:
     # ---- window of full tensors ----------------------------------------
     def keep(self, record: StepRecord) -> None:
         size = record.nbytes()
-        self._window[record.step] = record
+        self._window[record.step] = (record, size)
         self._window_used += size
         while self._window_used > self.window_bytes and len(self._window) > 1:
-            _, old = self._window.popitem(last=False)
-            self._window_used -= old.nbytes()
+            _, (_, old_size) = self._window.popitem(last=False)
+            self._window_used -= old_size
 
     def recent(self, step: int) -> StepRecord | None:
-        return self._window.get(step)
+        kept = self._window.get(step)
+        return kept[0] if kept else None
 
     def window_steps(self) -> list[int]:
         return list(self._window)
