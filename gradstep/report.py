@@ -16,7 +16,7 @@ from rich.text import Text
 
 from gradstep.compare import Status, TensorComparison
 from gradstep.engine import Engine, RunResult
-from gradstep.numfmt import fmt
+from gradstep.numfmt import fmt, fmt_array
 
 MARKS = {
     Status.OK: ("✓", "green"),
@@ -65,7 +65,7 @@ def render(engine: Engine, result: RunResult, *, hex_bits: bool = False, patches
     parts.append(_tensor_table(engine))
     parts.append(_divergence_text(result, hex_bits))
     parts.append(_drift_text(result))
-    parts.append(_final_text(engine, hex_bits))
+    parts.append(_final_table(engine, hex_bits))
     if engine.trace.metrics and (engine.trace.metrics[-1].numpy or engine.trace.metrics[-1].torch):
         parts.append(_metrics_table(engine, hex_bits))
     if engine.unmapped_torch:
@@ -157,12 +157,38 @@ def _drift_text(result: RunResult) -> Text:
     )
 
 
-def _final_text(engine: Engine, hex_bits: bool) -> Text:
+SHOWN_ELEMENTS = 6  # weights up to this size are printed element by element
+
+
+def _final_table(engine: Engine, hex_bits: bool) -> Table:
+    """Each side's last loss and end weights, free-running, at full precision."""
     final = engine.final_state()
-    return Text(
-        f"Final loss (last step): numpy {fmt(final['numpy']['loss'], hex_bits=hex_bits)}"
-        f"  torch {fmt(final['torch']['loss'], hex_bits=hex_bits)}"
-    )
+    table = Table(title="End of the run (free-running)", title_justify="left")
+    table.add_column("tensor", no_wrap=True)
+    for name in ("numpy", "torch", "abs difference"):
+        table.add_column(name, justify="right", overflow="fold")
+    numpy_loss, torch_loss = final["numpy"]["loss"], final["torch"]["loss"]
+    table.add_row("loss (last step)", fmt(numpy_loss, hex_bits=hex_bits), fmt(torch_loss, hex_bits=hex_bits),
+                  fmt(abs(numpy_loss - torch_loss)))
+    numpy_w, torch_w = final["numpy"]["weights"], final["torch"]["weights"]
+    for name in dict.fromkeys([*numpy_w, *torch_w]):
+        table.add_row(name, *_weight_cells(numpy_w.get(name), torch_w.get(name), hex_bits))
+    return table
+
+
+def _weight_cells(a: Any, b: Any, hex_bits: bool) -> tuple[str, str, str]:
+    def show(x: Any) -> str:
+        if x is None:
+            return "—"
+        arr = np.asarray(x)
+        if arr.size > SHOWN_ELEMENTS:
+            return f"{arr.shape} {arr.dtype}"
+        return " ".join(fmt_array(arr, hex_bits=hex_bits))
+
+    diff = ""
+    if a is not None and b is not None and np.size(a) == np.size(b):
+        diff = fmt(float(np.max(np.abs(np.asarray(a, np.float64).ravel() - np.asarray(b, np.float64).ravel()))))
+    return show(a), show(b), diff
 
 
 def _metrics_table(engine: Engine, hex_bits: bool) -> Table:
