@@ -269,7 +269,11 @@ def _copy(p: torch.Tensor) -> torch.Tensor:
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    return t.cpu().numpy() if t.device.type != "cpu" else t.numpy()
+    # .numpy() shares memory on the CPU; elsewhere it raises, and only then do we copy over.
+    try:
+        return t.numpy()
+    except TypeError:
+        return t.cpu().numpy()
 
 
 def _split_mapping(
