@@ -121,6 +121,17 @@ class Lockstep:
         weights = set(self.numpy.weights)
         return tuple(keys.base_name(k) for k in numpy_out if k.startswith("grad ") and keys.base_name(k) not in weights)
 
+    def advance(self, step: int) -> None:
+        """Run ``step`` on both sides recording nothing (replays; metrics are not needed there)."""
+        epoch, index = self.position(step)
+        batch = self.data.batch(epoch, index)
+        try:
+            self.numpy.advance(batch)
+            self.torch.advance(batch)
+        except ScenarioError as error:
+            error.step = step
+            raise
+
     def local_step(self, record: StepRecord) -> dict[str, np.ndarray]:
         """The NumPy step re-run from the torch side's weights at the start of ``record``."""
         start = {}
@@ -338,10 +349,11 @@ class Engine:
         with _rng_preserved():
             replay = self._replay_lockstep()
             replay.restore(checkpoint)
-            for s in range(checkpoint.step, step + 1):
-                record = replay.step(s)
-                if s == step and self.trace.status[step].max() >= Status.DRIFT:
-                    record.local = replay.local_step(record)
+            for s in range(checkpoint.step, step):
+                replay.advance(s)
+            record = replay.step(step)
+            if self.trace.status[step].max() >= Status.DRIFT:
+                record.local = replay.local_step(record)
         self._recomputed[step] = record
         while len(self._recomputed) > 8:
             self._recomputed.popitem(last=False)

@@ -52,7 +52,7 @@ def tensor_summary(engine: Engine) -> list[dict[str, Any]]:
             "status": Status(int(status[present].max())),
             "steps_out": int((trace.n_bad[:, col] > 0).sum()),
             "max_abs": float(abs_col.max()),
-            "max_rel": float(trace.max_rel[:, col].max()),
+            "max_rel": trace.max_rel[:, col].max(),  # float32: shown as its own shortest decimal
             "worst_step": worst_step,
         })
     return out
@@ -64,6 +64,7 @@ def render(engine: Engine, result: RunResult, *, hex_bits: bool = False, patches
     parts: list[Any] = [_header(engine, result, patches)]
     parts.append(_tensor_table(engine))
     parts.append(_divergence_text(result, hex_bits))
+    parts.append(diagnosis_text(engine, result))
     parts.append(_drift_text(result))
     parts.append(_final_table(engine, hex_bits))
     if engine.trace.metrics and (engine.trace.metrics[-1].numpy or engine.trace.metrics[-1].torch):
@@ -257,6 +258,7 @@ def to_json(engine: Engine, result: RunResult, patches: list[str] | None = None)
         "final": {side: {"loss": _num(v["loss"]), "weights": {n: _nested(w) for n, w in v["weights"].items()}}
                   for side, v in final.items()},
         "error": None if result.error is None else str(result.error),
+        "diagnosis": diagnosis_json(engine, result),
     }
 
 
@@ -310,3 +312,58 @@ def _nested(array: Any) -> Any:
     if arr.ndim == 0:
         return _num(arr[()])
     return [_nested(x) for x in arr]
+
+
+# ---- diagnosis (gradstep.diagnosis) ------------------------------------------
+
+
+def _findings(engine: Engine, result: RunResult) -> tuple[list[Any], str | None]:
+    """The ranked findings at the first divergence, or why there are none."""
+    if result.first_divergence is None:
+        return [], None
+    from gradstep.diagnosis import diagnose
+
+    try:
+        return diagnose(engine), None
+    except Exception as error:  # the report must come out even if a diagnosis cannot be made
+        return [], f"diagnosis failed: {type(error).__name__}: {error}"
+
+
+def diagnosis_text(engine: Engine, result: RunResult) -> Text:
+    """The "Diagnosis" section: ranked findings, each with its evidence."""
+    findings, failure = _findings(engine, result)
+    text = Text()
+    d = result.first_divergence
+    if d is None:
+        text.append("Diagnosis: nothing to diagnose — no divergence.")
+        return text
+    text.append(f"Diagnosis at step {d.step}, most likely first:\n", style="bold")
+    if failure:
+        text.append(failure, style="red")
+        return text
+    if not findings:
+        text.append(f"no rule fits the divergence in {d.tensor}; nothing is guessed. Compare the tensors above "
+                    "by hand, or patch the suspect formula and replay.")
+        return text
+    for rank, f in enumerate(findings, 1):
+        where = ", ".join(str(x) for x in (f"step {f.step}" if f.step is not None else None, f.tensor,
+                                            _side_words(f.side), f.function) if x)
+        text.append(f"{rank}. [{f.confidence_label} {f.confidence:.2f}] {f.rule}", style="bold")
+        text.append(f" — {where}\n")
+        text.append(f"   {f.cause}\n")
+        for line in f.evidence:
+            text.append(f"   · {line}\n", style="dim")
+    text.rstrip()
+    return text
+
+
+def _side_words(side: str | None) -> str | None:
+    return None if side is None else ("both sides" if side == "both" else f"{side} side")
+
+
+def diagnosis_json(engine: Engine, result: RunResult) -> list[dict[str, Any]]:
+    findings, failure = _findings(engine, result)
+    if failure:
+        return [{"rule": "error", "cause": failure, "evidence": [], "confidence": 0.0, "step": None,
+                 "tensor": None, "side": None, "function": None}]
+    return [f.to_json() for f in findings]

@@ -102,6 +102,16 @@ class NumpyRunner:
             self.weights = after
         return out
 
+    def advance(self, batch: Batch) -> None:
+        """One step with nothing recorded: how a replay catches up to the step it was asked for."""
+        acts = call("numpy", "forward", self.fns.forward, self.weights, batch, self.hp)
+        call("numpy", "loss", self.fns.loss, acts, batch, self.hp)
+        grads = call("numpy", "backward", self.fns.backward, self.weights, acts, batch, self.hp)
+        # In place is safe: a replay's weights are its own copies, never recorded ones.
+        new = call("numpy", "update", self.fns.update, self.weights, grads, self.state, self.hp)
+        if new is not None:
+            self.weights = {n: np.asarray(w) for n, w in new.items()}
+
     def metrics(self, data: Any) -> dict[str, float]:
         if self.fns.metrics is None:
             return {}
@@ -210,6 +220,15 @@ class TorchRunner:
         self._last_after = self._params_to_numpy(_copy)
         out.update({keys.after(n): w for n, w in self._last_after.items()})
         return out
+
+    def advance(self, batch: Batch) -> None:
+        """One step with nothing recorded (see NumpyRunner.advance)."""
+        tbatch = self.to_torch_batch(batch)
+        acts = call("torch", "forward", self.fns.forward, self.model, tbatch, self.hp)
+        losses = _as_loss_dict(call("torch", "loss", self.fns.loss, acts, tbatch, self.hp))
+        call("torch", "backward", self.fns.backward, self.model, self.optimizer, losses["loss"], self.hp)
+        call("torch", "update", self.fns.update, self.model, self.optimizer, self.state, self.hp)
+        self._last_after = None
 
     def _params_to_numpy(self, get: Callable[[torch.Tensor], torch.Tensor | None]) -> Tensors:
         out: Tensors = {}

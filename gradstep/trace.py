@@ -2,8 +2,8 @@
 
 Three tiers:
 - per-step summaries for every step (worst absolute and relative difference,
-  out-of-tolerance count and status per tensor, each side's loss): small
-  fixed-width rows in arrays that grow by doubling;
+  out-of-tolerance count and status per tensor, each side's loss): 17 bytes per
+  tensor per step, the only part that grows with the run's length;
 - full tensors of the most recent steps (a window sized by a byte budget);
 - checkpoints of both sides' whole state every ``interval`` steps, from which
   any older step is recomputed. When there are more than ``max_checkpoints``
@@ -63,7 +63,7 @@ class Checkpoint:
 
 
 class _Rows:
-    """A 2-d array that grows by doubling along its first axis."""
+    """A 2-d array that grows along its first axis by a quarter (so at most a fifth is spare)."""
 
     def __init__(self, width: int, dtype: Any, fill: Any = 0):
         self.fill = fill
@@ -72,7 +72,8 @@ class _Rows:
 
     def append(self, row: np.ndarray) -> None:
         if self.count == len(self.data):
-            grown = np.full((2 * len(self.data), self.data.shape[1]), self.fill, dtype=self.data.dtype)
+            rows = len(self.data) + max(64, len(self.data) // 4)
+            grown = np.full((rows, self.data.shape[1]), self.fill, dtype=self.data.dtype)
             grown[: self.count] = self.data
             self.data = grown
         self.data[self.count, : len(row)] = row
@@ -95,14 +96,17 @@ class Trace:
 
     window_bytes: int = 64 << 20
     checkpoint_bytes: int = 128 << 20
-    max_checkpoints: int = 512
+    max_checkpoints: int = 256
     interval: int = 16
     keys: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._abs = _Rows(0, np.float64)
-        self._rel = _Rows(0, np.float64)
-        self._bad = _Rows(0, np.int64)
+        # Summaries are the one part that grows with the run: keep them narrow. The
+        # greatest absolute difference stays float64 (it is printed at full precision);
+        # the relative one is an indication, float32 is plenty.
+        self._rel = _Rows(0, np.float32)
+        self._bad = _Rows(0, np.int32)
         self._status = _Rows(0, np.int8, fill=-1)  # -1: the key did not exist at that step
         self._loss = _Rows(2, np.float64, fill=np.nan)
         self._window: OrderedDict[int, tuple[StepRecord, int]] = OrderedDict()
