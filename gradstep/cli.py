@@ -158,10 +158,12 @@ def _run_with_progress(engine: Any, steps: int) -> Any:
 @run_options
 def open_command(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
                  atol: float | None, no_tf32: bool, hex_bits: bool) -> None:
-    """Open SCENARIO (the debugger screen comes with the TUI; until then, the check report)."""
+    """Open SCENARIO in the debugger, on step 0 before any update."""
     engine = build_engine(scenario, variant, device, dtype, rtol, atol, no_tf32)
-    result = _run_with_progress(engine, engine.total_steps)
-    from gradstep.report import print_report
+    from gradstep.tui import create_app
 
-    print_report(Console(), engine, result, hex_bits=hex_bits)
-    sys.exit(EXIT_PARITY if result.parity else EXIT_DIVERGED)
+    try:
+        app = create_app(engine, hex_bits=hex_bits, user_keymap=True)
+    except ValueError as error:  # a broken keymap file
+        _fail(str(error))
+    app.run()

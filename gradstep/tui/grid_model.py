@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradstep.compare import Tolerance, element_diffs
+from gradstep.compare import Tolerance, element_diffs, lower_precision
 from gradstep.numfmt import exact_hex, fmt, shortest
 
 TILE_ROWS, TILE_COLS = 32, 8
@@ -122,6 +122,7 @@ class GridModel:
     value_layout: PaneLayout = field(default_factory=PaneLayout)
     diff_layout: PaneLayout = field(default_factory=PaneLayout)
     generation: int = 0
+    keep_slice: int | None = None  # the slice to show (rank > 2); default: the worst element's
 
     def __post_init__(self) -> None:
         a, b = self.numpy, self.torch
@@ -134,7 +135,9 @@ class GridModel:
         self.lead_shape = self.shape[:-2] if len(self.shape) > 2 else ()
         self.slices = int(np.prod(self.lead_shape)) if self.lead_shape else 1
         self._tiles: dict[tuple, Tile] = {}
-        if self.worst_index is not None and self.lead_shape:
+        if self.keep_slice is not None and self.lead_shape:
+            self.slice_index = self.keep_slice % self.slices
+        elif self.worst_index is not None and self.lead_shape:
             self.slice_index = int(np.ravel_multi_index(self.worst_index[:-2], self.lead_shape))
         self._reset_views()
 
@@ -169,12 +172,12 @@ class GridModel:
         return len(self.shape)
 
     def slice_label(self) -> str:
-        """``[1, 2, :, :]  slice 6 of 24`` for rank > 2, else ``""``."""
+        """``[1, 2, :, :] 6/24`` for rank > 2, else ``""``."""
         if not self.lead_shape:
             return ""
         lead = np.unravel_index(self.slice_index, self.lead_shape)
         head = ", ".join(str(int(i)) for i in lead)
-        return f"[{head}, :, :]  slice {self.slice_index + 1} of {self.slices}"
+        return f"[{head}, :, :] {self.slice_index + 1}/{self.slices}"
 
     def set_slice(self, index: int) -> None:
         self.slice_index = index % self.slices
@@ -233,8 +236,11 @@ class GridModel:
         if self.comparable:
             a, b = self._va[r0:r1, c0:c1], self._vb[r0:r1, c0:c1]
             d = element_diffs(a, b, self.tolerance)
-            values = {DiffMode.ABS: d.abs, DiffMode.REL: d.rel, DiffMode.ULP: d.ulp}[self.mode]
-            td = [[shortest(float(v)) for v in row] for row in values]
+            if self.mode == DiffMode.ULP:
+                td = [[_count(v) for v in row] for row in exact_ulps(a, b)]
+            else:
+                values = d.abs if self.mode == DiffMode.ABS else d.rel
+                td = [[shortest(float(v)) for v in row] for row in values]
             bad = d.bad
             with np.errstate(invalid="ignore"):
                 nonfinite = bad & (np.isfinite(np.asarray(a, dtype=np.float64)) != np.isfinite(
@@ -281,7 +287,8 @@ class GridModel:
         )
         if self.comparable and a is not None and b is not None:
             d = element_diffs(np.asarray([a]), np.asarray([b]), self.tolerance)
-            info.update(abs=shortest(float(d.abs[0])), rel=shortest(float(d.rel[0])), ulp=shortest(float(d.ulp[0])),
+            ulps = exact_ulps(np.asarray([a]), np.asarray([b]))[0]
+            info.update(abs=shortest(float(d.abs[0])), rel=shortest(float(d.rel[0])), ulp=_count(ulps),
                         bad=bool(d.bad[0]))
         return ElementInfo(**info)
 
@@ -289,6 +296,34 @@ class GridModel:
         """One side's element at full precision (hex when hex is on): what copying gives."""
         value = _at(self._va if side == "numpy" else self._vb, row, col)
         return None if value is None else fmt(value, hex_bits=self.hex_bits)
+
+
+def exact_ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ULPs between ``a`` and ``b`` in the lower precision of the two, exactly (uint64; NaN mismatch: -1).
+
+    ``compare.ulp_distance`` subtracts after converting the ordered integers to
+    float64, which drops the low bits of float64 distances (6 ULPs read as 0);
+    this subtracts in 64-bit integers, where the distance always fits.
+    """
+    dt = lower_precision(np.asarray(a).dtype, np.asarray(b).dtype)
+    ia, ib = _ordered(np.asarray(a, dtype=dt)), _ordered(np.asarray(b, dtype=dt))
+    ua, ub = ia.view(np.uint64), ib.view(np.uint64)
+    dist = np.where(ia >= ib, ua - ub, ub - ua)
+    nan_a, nan_b = np.isnan(np.asarray(a, dtype=np.float64)), np.isnan(np.asarray(b, dtype=np.float64))
+    dist[nan_a & nan_b] = 0
+    dist[nan_a ^ nan_b] = np.iinfo(np.uint64).max
+    return dist
+
+
+def _ordered(x: np.ndarray) -> np.ndarray:
+    """Integers in the floats' order (+0 and -0 both 0), as int64."""
+    bits = x.view({2: np.int16, 4: np.int32, 8: np.int64}[x.dtype.itemsize]).astype(np.int64)
+    magnitude = bits & np.int64((1 << (x.dtype.itemsize * 8 - 1)) - 1)
+    return np.where(bits < 0, -magnitude, magnitude)
+
+
+def _count(ulps: np.uint64) -> str:
+    return "inf" if ulps == np.iinfo(np.uint64).max else str(int(ulps))
 
 
 def _at(view: np.ndarray | None, row: int, col: int) -> np.generic | None:

@@ -35,22 +35,28 @@ def pair_facts(a: np.ndarray | None, b: np.ndarray | None, tol: Tolerance) -> Pa
         return PairFacts(Status.SHAPE, 0.0, 0, None)
     if a.size == 0:
         return PairFacts(Status.OK, 0.0, 0, None)
-    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+    if b.shape != a.shape:
+        b = b.reshape(a.shape)
+    # Rows of the leading axis, so a transposed (non-contiguous) side is read in place, never copied whole.
+    rows_a = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(-1, 1)
+    rows_b = b.reshape(rows_a.shape)
+    step = max(1, _CHUNK // rows_a.shape[1])
     best_bad, best_abs = (-1.0, 0), (-1.0, 0)
     n_bad, max_abs, nonfinite = 0, 0.0, False
-    for start in range(0, flat_a.size, _CHUNK):
-        score, diff, finite_mismatch = _chunk_scores(flat_a[start:start + _CHUNK], flat_b[start:start + _CHUNK], tol)
+    for start in range(0, rows_a.shape[0], step):
+        score, diff, finite_mismatch = _chunk_scores(rows_a[start:start + step], rows_b[start:start + step], tol)
+        offset = start * rows_a.shape[1]
         bad = score > 1.0
         n_bad += int(bad.sum())
         nonfinite |= finite_mismatch
         i = int(np.argmax(diff))
-        if diff[i] > best_abs[0]:
-            best_abs = (float(diff[i]), start + i)
-        max_abs = max(max_abs, float(diff[i]))
+        if diff.flat[i] > best_abs[0]:
+            best_abs = (float(diff.flat[i]), offset + i)
+        max_abs = max(max_abs, float(diff.flat[i]))
         if bad.any():
             j = int(np.argmax(score))
-            if score[j] > best_bad[0]:
-                best_bad = (float(score[j]), start + j)
+            if score.flat[j] > best_bad[0]:
+                best_bad = (float(score.flat[j]), offset + j)
     flat = best_bad[1] if n_bad else best_abs[1]
     index = tuple(int(i) for i in np.unravel_index(flat, a.shape)) if a.ndim else ()
     status = Status.OK if not n_bad else (Status.NONFINITE if nonfinite else Status.DIVERGED)
