@@ -10,7 +10,7 @@ Step ``-1`` is the start: both sides' initial weights, before any update.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -86,7 +86,6 @@ class Frame:
     error: ErrorInfo | None = None
     notice: str = ""
     focus_key: str | None = None  # a tensor to select (the divergence a run stopped at)
-    meta: dict = field(default_factory=dict)
 
     def entry(self, key: str) -> TensorEntry | None:
         return next((e for e in self.entries if e.key == key), None)

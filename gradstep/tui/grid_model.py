@@ -8,9 +8,10 @@ column, rank > 2 one 2-d slice at a time) and formats it in tiles of
 difference with :func:`gradstep.compare.element_diffs` on that tile only. So
 a 2048 x 2048 pair costs what the visible window costs.
 
-Columns keep their decimal points aligned: each pane has one layout (digits
-before the point, characters from the point on) that only grows as tiles are
-formatted; the view redraws when it does.
+Columns keep their decimal points aligned: each pane (NumPy, torch,
+difference) has one layout (digits before the point, characters from the
+point on) that only grows as tiles are formatted; the view redraws when it
+does.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ class GridModel:
     hex_bits: bool = False
     mode: DiffMode = DiffMode.ABS
     slice_index: int = 0
-    value_layout: PaneLayout = field(default_factory=PaneLayout)
+    numpy_layout: PaneLayout = field(default_factory=PaneLayout)
+    torch_layout: PaneLayout = field(default_factory=PaneLayout)
     diff_layout: PaneLayout = field(default_factory=PaneLayout)
     generation: int = 0
     keep_slice: int | None = None  # the slice to show (rank > 2); default: the worst element's
@@ -149,7 +151,7 @@ class GridModel:
         self.rows = max((v.shape[0] for v in views), default=0)
         self.cols = max((v.shape[1] for v in views), default=0)
         self._tiles.clear()
-        self.value_layout, self.diff_layout = PaneLayout(), PaneLayout()
+        self.numpy_layout, self.torch_layout, self.diff_layout = PaneLayout(), PaneLayout(), PaneLayout()
         self._prime_layout()
         self.generation += 1
 
@@ -166,6 +168,11 @@ class GridModel:
         if arr.shape[:-2] != self.lead_shape:
             return arr.reshape(-1, arr.shape[-1])  # a differently shaped side: show it flat
         return arr[np.unravel_index(self.slice_index, self.lead_shape)]
+
+    @property
+    def layouts(self) -> tuple[PaneLayout, PaneLayout, PaneLayout]:
+        """The NumPy, torch and difference panes' layouts."""
+        return self.numpy_layout, self.torch_layout, self.diff_layout
 
     @property
     def rank(self) -> int:
@@ -245,7 +252,8 @@ class GridModel:
             with np.errstate(invalid="ignore"):
                 nonfinite = bad & (np.isfinite(np.asarray(a, dtype=np.float64)) != np.isfinite(
                     np.asarray(b, dtype=np.float64)))
-        grown = self.value_layout.grow([t for row in ta + tb for t in row if t is not None])
+        grown = self.numpy_layout.grow([t for row in ta for t in row if t is not None])
+        grown |= self.torch_layout.grow([t for row in tb for t in row if t is not None])
         grown |= self.diff_layout.grow([t for row in td for t in row if t is not None])
         if grown:
             self.generation += 1
