@@ -63,19 +63,34 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_engine(scenario: str, variant: str | None, device: str, dtype: str | None,
-                 rtol: float | None, atol: float | None, no_tf32: bool) -> Any:
-    """Load the scenario and make its engine; every bad input ends here with exit 2."""
+                 rtol: float | None, atol: float | None, no_tf32: bool, patch_file: str | None = None) -> Any:
+    """Load the scenario (and patches) and make its engine; every bad input ends here with exit 2."""
     from gradstep.engine import Engine, EngineError
     from gradstep.loader import LoadError, load_scenario
+    from gradstep.patch import PatchError, load_file, patched_scenario
     from gradstep.sides import ScenarioError
 
     if (rtol is None) != (atol is None):
         raise click.UsageError("--rtol and --atol must be given together")
     try:
         loaded = load_scenario(scenario, variant)
-        return Engine(loaded, device=device, dtype=dtype, rtol=rtol, atol=atol, tf32=False if no_tf32 else None)
+        patches = load_file(patch_file) if patch_file else []
+        engine = Engine(patched_scenario(loaded, patches), device=device, dtype=dtype, rtol=rtol, atol=atol,
+                        tf32=False if no_tf32 else None)
+        engine.base_scenario, engine.patches = loaded, patches
+        return engine
+    except PatchError as error:
+        _fail(f"{patch_file}: {error}")
     except (LoadError, EngineError, ScenarioError) as error:
         _fail(str(error))
+
+
+def engine_patches(engine: Any) -> list[str]:
+    """Labels of the patches in force, for the report (and a line on stderr so it is never missed)."""
+    labels = [p.label for p in getattr(engine, "patches", [])]
+    if labels:
+        Console(stderr=True, soft_wrap=True).print(f"patches in force: {', '.join(labels)}", highlight=False)
+    return labels
 
 
 def _fail(message: str) -> None:
@@ -107,24 +122,30 @@ def list_command() -> None:
 @click.option("--steps", type=click.IntRange(min=1), help="Run this many steps.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Run this many epochs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+@click.option("--patch", "patch_file", type=click.Path(dir_okay=False),
+              help="Apply the patches in this file (as saved by the app) before running.")
 def check_command(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
                   atol: float | None, no_tf32: bool, hex_bits: bool, steps: int | None, epochs: int | None,
-                  as_json: bool) -> None:
-    """Run SCENARIO headless and report; exit 0 on parity, 1 on divergence, 2 on bad input."""
+                  as_json: bool, patch_file: str | None) -> None:
+    """Run SCENARIO headless and report; exit 0 on parity, 1 on divergence, 2 on bad input.
+
+    --patch FILE runs code from FILE (patches are Python): use only files you trust.
+    """
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
-    engine = build_engine(scenario, variant, device, dtype, rtol, atol, no_tf32)
+    engine = build_engine(scenario, variant, device, dtype, rtol, atol, no_tf32, patch_file)
+    patches = engine_patches(engine)
     if epochs is not None:
         steps = epochs * engine.steps_per_epoch
     result = _run_with_progress(engine, steps if steps is not None else engine.total_steps)
     if as_json:
         from gradstep.report import to_json
 
-        click.echo(json.dumps(to_json(engine, result)))
+        click.echo(json.dumps(to_json(engine, result, patches=patches)))
     else:
         from gradstep.report import print_report
 
-        print_report(Console(), engine, result, hex_bits=hex_bits)
+        print_report(Console(), engine, result, hex_bits=hex_bits, patches=patches)
     sys.exit(EXIT_PARITY if result.parity else EXIT_DIVERGED)
 
 

@@ -182,6 +182,7 @@ class Engine:
         trace: Trace | None = None,
     ):
         self.scenario = scenario
+        self.options = dict(device=device, dtype=dtype, rtol=rtol, atol=atol, tf32=tf32)
         self.device = _check_device(device)
         self.dtype_name = dtype or scenario.dtype
         if self.dtype_name not in TORCH_DTYPES:

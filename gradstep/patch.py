@@ -1,0 +1,358 @@
+"""Patching a scenario's formula from source, checking it, and keeping the history.
+
+A patch is the full source of one function (``def ...``) replacing one of the
+scenario's functions, e.g. ``numpy.backward`` or ``torch.loss``. It is compiled
+in the scenario file's own namespace, so ``np``, ``torch`` and the file's
+helpers resolve as they do in the file. **A patch is code and runs with your
+rights**, exactly like the scenario file itself.
+
+Nothing is swapped in until the patch has compiled, run on the step's inputs,
+and returned what the original returns (names, shapes, dtypes, and no NaN/Inf
+where the original had none). Patch files are plain Python text, readable and
+re-appliable (``--patch FILE``), never pickles.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import inspect
+import os
+import re
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradstep.scenario import Scenario
+
+# What can be patched: the formulas a user suspects. (side field -> what it does)
+TARGETS: dict[str, str] = {
+    "numpy.forward": "NumPy forward",
+    "numpy.loss": "NumPy loss",
+    "numpy.backward": "NumPy gradient (backward)",
+    "numpy.update": "NumPy update",
+    "torch.forward": "torch forward",
+    "torch.loss": "torch loss",
+    "torch.backward": "torch backward",
+    "torch.update": "torch update",
+}
+
+
+class PatchError(Exception):
+    """A patch that cannot be swapped in: says why, and the line of the patch when it knows."""
+
+    def __init__(self, message: str, line: int | None = None):
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line else message)
+
+
+@dataclass(frozen=True)
+class Patch:
+    target: str  # e.g. "numpy.backward"
+    source: str  # the full ``def`` of the replacement
+
+    @property
+    def label(self) -> str:
+        return f"{self.target} ({_function_name(self.source) or '?'})"
+
+
+def current_function(scenario: Scenario, target: str) -> Callable[..., Any]:
+    side, _, name = target.partition(".")
+    if target not in TARGETS:
+        raise PatchError(f"cannot patch {target!r}; patchable: {', '.join(TARGETS)}")
+    return getattr(getattr(scenario, side), name)
+
+
+def source_of(scenario: Scenario, target: str, patches: PatchSet | None = None) -> str:
+    """The source the editor opens with: the patch in force, else the function's own."""
+    if patches is not None:
+        applied = patches.in_force().get(target)
+        if applied is not None:
+            return applied.source
+    fn = current_function(scenario, target)
+    try:
+        return textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        return f"# the source of {getattr(fn, '__name__', target)} is not available\n"
+
+
+def compile_patch(scenario: Scenario, patch: Patch) -> Callable[..., Any]:
+    """Compile ``patch.source`` in the scenario's namespace and return the function it defines."""
+    original = current_function(scenario, patch.target)
+    try:
+        tree = ast.parse(patch.source, filename=f"<patch {patch.target}>")
+    except SyntaxError as error:
+        raise PatchError(f"syntax error: {error.msg}", error.lineno) from error
+    defs = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    if not defs:
+        raise PatchError("the patch defines no function (write the whole `def ...:`)")
+    namespace = dict(getattr(original, "__globals__", {}))
+    try:
+        exec(compile(tree, f"<patch {patch.target}>", "exec"), namespace)  # the user's own code, by design
+    except Exception as error:
+        raise PatchError(f"{type(error).__name__} while defining the patch: {error}", _patch_line(error)) from error
+    # The function named like the original, else the last one defined.
+    names = [d.name for d in defs]
+    chosen = original.__name__ if original.__name__ in names else names[-1]
+    return namespace[chosen]
+
+
+def patched_scenario(scenario: Scenario, patches: list[Patch]) -> Scenario:
+    """``scenario`` with every patch compiled and swapped in, in order."""
+    for patch in patches:
+        fn = compile_patch(scenario, patch)
+        side, _, name = patch.target.partition(".")
+        scenario = dataclasses.replace(scenario, **{side: dataclasses.replace(getattr(scenario, side), **{name: fn})})
+    return scenario
+
+
+def _patch_line(error: BaseException) -> int | None:
+    """The line inside the patch where ``error`` was raised, if it was raised there."""
+    tb = error.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith("<patch "):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _function_name(source: str) -> str | None:
+    match = re.search(r"^\s*def\s+(\w+)", source, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def replay(
+    engine: Any,
+    base: Scenario,
+    patches: list[Patch],
+    steps: int,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> Any | None:
+    """A new engine for ``base`` with ``patches``, run deterministically from step 0 to ``steps``.
+
+    Returns None when cancelled: the caller keeps its previous engine, untouched.
+    """
+    from gradstep.engine import Engine
+
+    fresh = Engine(patched_scenario(base, patches), **engine.options)
+    result = fresh.run(steps=steps, progress=progress, cancelled=cancelled)
+    return None if result.stopped == "cancelled" else fresh
+
+
+# ---- validation ----------------------------------------------------------------
+
+
+def validate(engine: Any, patch: Patch, step: int) -> None:
+    """Run the patched function beside the original on ``step``'s inputs; raise PatchError if it misbehaves.
+
+    Checks that it runs, and that its outputs have the original's names, shapes
+    and dtypes, with no NaN/Inf where the original has none. The engine and the
+    live model are left untouched (torch functions run on a copy of the model).
+    """
+    scenario = engine.scenario
+    patched = compile_patch(scenario, patch)
+    original = current_function(scenario, patch.target)
+    step = max(0, min(step, engine.next_step - 1)) if engine.next_step else 0
+    side, _, name = patch.target.partition(".")
+    runner = _numpy_probe if side == "numpy" else _torch_probe
+    expected = runner(engine, step, name, original)
+    got = _run_patched(runner, engine, step, name, patched)
+    _same_structure(expected, got)
+
+
+def _run_patched(runner: Callable[..., Any], engine: Any, step: int, name: str, fn: Callable[..., Any]) -> Any:
+    try:
+        return runner(engine, step, name, fn)
+    except PatchError:
+        raise
+    except Exception as error:
+        raise PatchError(f"{type(error).__name__}: {error}", _patch_line(error)) from error
+
+
+def _numpy_probe(engine: Any, step: int, name: str, fn: Callable[..., Any]) -> Any:
+    """Call one NumPy function the way the engine does, on copies of ``step``'s inputs."""
+    record, batch, hp = _inputs(engine, step)
+    weights = {k.partition(" ")[2]: np.array(v, copy=True) for k, v in record.numpy.items() if k.startswith("before ")}
+    fns = engine.scenario.numpy
+    acts = fns.forward(weights, batch, hp) if name != "forward" else None
+    if name == "forward":
+        return fn(weights, batch, hp)
+    if name == "loss":
+        return fn(acts, batch, hp)
+    grads = fns.backward(weights, acts, batch, hp) if name != "backward" else None
+    if name == "backward":
+        return fn(weights, acts, batch, hp)
+    new = fn(weights, grads, copy.deepcopy(engine.live.numpy.state), hp)
+    return new if new is not None else weights
+
+
+def _torch_probe(engine: Any, step: int, name: str, fn: Callable[..., Any]) -> Any:
+    """Call one torch function on a copy of the live model (its current weights) with ``step``'s batch."""
+    import torch
+
+    _, batch, hp = _inputs(engine, step)
+    live = engine.live.torch
+    model = copy.deepcopy(live.model)
+    optimizer = live.fns.optimizer(model, hp) if live.fns.optimizer else None
+    tbatch = live.to_torch_batch(batch)
+    fns = engine.scenario.torch
+    forward = fn if name == "forward" else fns.forward
+    acts = forward(model, tbatch, hp)
+    if name == "forward":
+        return {k: v.detach() for k, v in acts.items()}
+    loss_fn = fn if name == "loss" else fns.loss
+    losses = loss_fn(acts, tbatch, hp)
+    if name == "loss":
+        return {k: v.detach() for k, v in losses.items()} if isinstance(losses, Mapping) else losses.detach()
+    loss = losses["loss"] if isinstance(losses, Mapping) else losses
+    (fn if name == "backward" else fns.backward)(model, optimizer, loss, hp)
+    if name == "update":
+        fn(model, optimizer, copy.deepcopy(live.state), hp)
+    with torch.no_grad():
+        return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _inputs(engine: Any, step: int) -> tuple[Any, Any, Any]:
+    if engine.next_step == 0:
+        # Nothing run yet: the initial weights and the first batch.
+        weights = engine.initial_weights()["numpy"]
+        record = type("Initial", (), {"numpy": {f"before {n}": w for n, w in weights.items()}})()
+        return record, engine.live.data.batch(0, 0), engine.live.hp
+    record = engine.record(step)
+    return record, engine.live.data.batch(record.epoch, record.index), engine.live.hp
+
+
+def _same_structure(expected: Any, got: Any) -> None:
+    if isinstance(expected, Mapping) or isinstance(got, Mapping):
+        exp = dict(expected) if isinstance(expected, Mapping) else {"loss": expected}
+        new = dict(got) if isinstance(got, Mapping) else {"loss": got}
+        missing = [k for k in exp if k not in new]
+        extra = [k for k in new if k not in exp]
+        if missing:
+            raise PatchError(f"the patch returns no {', '.join(map(repr, missing))} (the original does)")
+        if extra:
+            raise PatchError(f"the patch returns {', '.join(map(repr, extra))}, which the original does not")
+        for key in exp:
+            _same_array(key, exp[key], new[key])
+        return
+    _same_array("result", expected, got)
+
+
+def _same_array(key: str, expected: Any, got: Any) -> None:
+    e, g = _as_array(expected), _as_array(got)
+    if e.shape != g.shape:
+        raise PatchError(f"{key!r} has shape {g.shape}; the original gives {e.shape}")
+    if e.dtype != g.dtype:
+        raise PatchError(f"{key!r} has dtype {g.dtype}; the original gives {e.dtype}")
+    if e.dtype.kind == "f" and np.isfinite(e).all() and not np.isfinite(g).all():
+        raise PatchError(f"{key!r} has NaN or Inf where the original has none")
+
+
+def _as_array(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+# ---- history and files -----------------------------------------------------------
+
+
+@dataclass
+class PatchSet:
+    """Applied patches with undo and redo; ``in_force`` is the latest patch per target."""
+
+    applied: list[Patch] = field(default_factory=list)
+    undone: list[Patch] = field(default_factory=list)
+
+    def apply(self, patch: Patch) -> None:
+        self.applied.append(patch)
+        self.undone.clear()
+
+    def undo(self) -> Patch | None:
+        if not self.applied:
+            return None
+        patch = self.applied.pop()
+        self.undone.append(patch)
+        return patch
+
+    def redo(self) -> Patch | None:
+        if not self.undone:
+            return None
+        patch = self.undone.pop()
+        self.applied.append(patch)
+        return patch
+
+    def reset(self) -> None:
+        self.undone.extend(reversed(self.applied))
+        self.applied.clear()
+
+    def in_force(self) -> dict[str, Patch]:
+        return {p.target: p for p in self.applied}
+
+    def labels(self) -> list[str]:
+        return [p.label for p in self.in_force().values()]
+
+
+_MARKER = "# --- gradstep patch: "
+_HEADER = (
+    "# gradstep patches for scenario {name!r}, variant {variant!r}.\n"
+    "# Plain Python: each section replaces one function. Re-apply with --patch FILE.\n"
+)
+
+
+def dumps(patches: list[Patch], scenario: Scenario) -> str:
+    parts = [_HEADER.format(name=scenario.name, variant=scenario.variant)]
+    for patch in patches:
+        parts.append(f"\n{_MARKER}{patch.target} ---\n{patch.source.rstrip()}\n")
+    return "".join(parts)
+
+
+def loads(text: str) -> list[Patch]:
+    """The patches of a patch file, in order (the latest for a target wins when applied)."""
+    patches: list[Patch] = []
+    current: str | None = None
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(_MARKER):
+            if current is not None:
+                patches.append(Patch(current, "\n".join(lines).strip("\n") + "\n"))
+            current = line[len(_MARKER):].removesuffix("---").strip()
+            if current not in TARGETS:
+                raise PatchError(f"unknown patch target {current!r} in the patch file")
+            lines = []
+        elif current is not None:
+            lines.append(line)
+    if current is not None:
+        patches.append(Patch(current, "\n".join(lines).strip("\n") + "\n"))
+    return patches
+
+
+def load_file(path: str | Path) -> list[Patch]:
+    try:
+        return loads(Path(path).read_text())
+    except OSError as error:
+        raise PatchError(f"cannot read patch file {path}: {error.strerror}") from error
+
+
+def default_patch_file(scenario: Scenario) -> Path:
+    """Where applied patches are saved as they are applied: $XDG_STATE_HOME/gradstep/patches/."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{scenario.name}-{scenario.variant}")
+    return base / "gradstep" / "patches" / f"{safe}.py"
+
+
+def save(patches: PatchSet, scenario: Scenario, path: Path | None = None) -> Path:
+    """Write the patches in force, atomically (a crash never leaves half a file)."""
+    path = path or default_patch_file(scenario)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(dumps(list(patches.in_force().values()), scenario))
+    tmp.replace(path)
+    return path
