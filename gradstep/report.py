@@ -345,6 +345,8 @@ def diagnosis_text(engine: Engine, result: RunResult) -> Text:
         text.append(f"no rule fits the divergence in {d.tensor}; nothing is guessed. Compare the tensors above "
                     "by hand, or patch the suspect formula and replay.")
         return text
+    if not any(f.step == d.step and f.tensors for f in findings):
+        text.append(f"no rule explains the divergence in {d.tensor} itself; other findings:\n")
     for rank, f in enumerate(findings, 1):
         where = ", ".join(str(x) for x in (f"step {f.step}" if f.step is not None else None, f.tensor,
                                             _side_words(f.side), f.function) if x)

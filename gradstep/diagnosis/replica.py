@@ -1,0 +1,194 @@
+"""Float64 re-runs of one step, outside the run: the referee and the finite-difference checks.
+
+A :class:`TorchReplica` is a fresh copy of the torch side in float64 on the CPU,
+loaded with the weights one side had at the start of a step; a
+:class:`NumpyReplica` calls the NumPy side's functions on float64 copies. Both
+leave the run's random generators as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradstep import keys
+from gradstep.engine import Engine
+from gradstep.sides import TorchRunner
+from gradstep.trace import StepRecord
+
+
+@contextlib.contextmanager
+def rng_preserved() -> Iterator[None]:
+    np_state, torch_state = np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Replicas are small: one torch thread avoids thread hand-offs that cost more than the arithmetic."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def hyper_for(engine: Engine, dtype: torch.dtype = torch.float64) -> Any:
+    hp = copy.copy(engine.live.hp)
+    hp.torch_dtype, hp.device = dtype, "cpu"
+    return hp
+
+
+def loss_dict(value: Any) -> dict[str, Any]:
+    """A scenario loss as a dict with a ``"loss"`` entry (a bare value is that entry)."""
+    return dict(value) if isinstance(value, Mapping) else {"loss": value}
+
+
+def scalar_loss(value: Any) -> float:
+    """The objective as one float: the ``"loss"`` entry, summed if it is not a scalar."""
+    loss = loss_dict(value)["loss"]
+    if torch.is_tensor(loss):
+        return float(loss.detach().double().sum())
+    return float(np.sum(np.asarray(loss, dtype=np.float64)))
+
+
+def batch_float64(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float arrays in float64; integer arrays (labels, indices) stay as they are."""
+    return {n: (np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a))
+            for n, a in batch.items()}
+
+
+class TorchReplica:
+    """The torch side in float64 from the weights ``side`` had at the start of ``record``'s step."""
+
+    def __init__(self, engine: Engine, record: StepRecord, side: str = "torch"):
+        self.engine = engine
+        self.record = record
+        self.hp = hyper_for(engine)
+        source = getattr(record, side)
+        scenario = dataclasses.replace(engine.scenario, share_init=True) if _has_share_init(engine) else engine.scenario
+        start = {m.numpy: np.asarray(source[keys.before(m.numpy)], dtype=np.float64)
+                 for m in engine.scenario.mapping if keys.before(m.numpy) in source}
+        with rng_preserved():
+            self.runner = TorchRunner(scenario, self.hp, start, "cpu", torch.float64)
+        self.maps = {m.numpy_name: m for m in self.runner.weight_maps}
+        self._load_unmapped(source)
+        self.batch = engine.live.data.batch(record.epoch, record.index)
+        self.tbatch = self.runner.to_torch_batch(self.batch)
+
+    def _load_unmapped(self, source: Mapping[str, np.ndarray]) -> None:
+        with torch.no_grad():
+            for name in self.runner.unmapped:
+                value = source.get(keys.before(name))
+                if value is not None:
+                    self.runner.params[name].copy_(torch.as_tensor(np.asarray(value, dtype=np.float64)))
+
+    @property
+    def weight_names(self) -> list[str]:
+        return [*self.maps, *self.runner.unmapped]
+
+    def weight(self, name: str) -> np.ndarray:
+        """The weight ``name`` in the NumPy side's layout (torch names for unmapped parameters)."""
+        with torch.no_grad():
+            if name in self.maps:
+                m = self.maps[name]
+                return np.asarray(m.to_numpy(*[self.runner.params[t].numpy() for t in m.torch_names]), dtype=np.float64)
+            return self.runner.params[name].detach().numpy().copy()
+
+    def set_weight(self, name: str, value: np.ndarray) -> None:
+        with torch.no_grad():
+            if name in self.maps:
+                m = self.maps[name]
+                for t, piece in zip(m.torch_names, m.to_torch(np.asarray(value)), strict=True):
+                    param = self.runner.params[t]
+                    param.copy_(torch.as_tensor(np.ascontiguousarray(piece), dtype=torch.float64).reshape(param.shape))
+            else:
+                self.runner.params[name].copy_(torch.as_tensor(np.asarray(value, dtype=np.float64)))
+
+    def loss(self) -> float:
+        """torch.forward + torch.loss at the current weights, in float64."""
+        fns = self.runner.fns
+        with torch.no_grad(), rng_preserved():
+            acts = fns.forward(self.runner.model, self.tbatch, self.hp)
+            return scalar_loss(fns.loss(acts, self.tbatch, self.hp))
+
+    def step_outputs(self) -> dict[str, np.ndarray]:
+        """Forward, loss and fresh autograd gradients (no update), in the NumPy side's names and layout."""
+        for p in self.runner.params.values():
+            p.grad = None
+        fns = self.runner.fns
+        with rng_preserved():
+            acts = fns.forward(self.runner.model, self.tbatch, self.hp)
+            out = self._acts_to_numpy(acts)
+            losses = loss_dict(fns.loss(acts, self.tbatch, self.hp))
+            out.update({n: _array(v) for n, v in losses.items()})
+            losses["loss"].backward()
+        for name in self.weight_names:
+            grad = self._grad(name)
+            if grad is not None:
+                out[keys.grad(name)] = grad
+        return out
+
+    def _acts_to_numpy(self, acts: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        out = {}
+        for name, value in acts.items():
+            array = value.detach().numpy().copy() if torch.is_tensor(value) else np.asarray(value)
+            m = self.runner.act_maps.get(name)
+            out[m.numpy_name if m else name] = m.to_numpy(array) if m else array
+        return out
+
+    def _grad(self, name: str) -> np.ndarray | None:
+        if name in self.maps:
+            m = self.maps[name]
+            grads = [self.runner.params[t].grad for t in m.torch_names]
+            if any(g is None for g in grads):
+                return None
+            return np.asarray(m.to_numpy(*[g.numpy().copy() for g in grads]), dtype=np.float64)
+        g = self.runner.params[name].grad
+        return None if g is None else g.numpy().copy()
+
+
+class NumpyReplica:
+    """The NumPy side's forward, loss and backward in float64 from the given weights."""
+
+    def __init__(self, engine: Engine, record: StepRecord, weights: Mapping[str, np.ndarray]):
+        self.fns = engine.scenario.numpy
+        self.hp = hyper_for(engine)
+        self.weights = {n: np.array(w, dtype=np.float64) for n, w in weights.items()}
+        self.batch = batch_float64(engine.live.data.batch(record.epoch, record.index))
+
+    def loss(self, weights: Mapping[str, np.ndarray] | None = None) -> float:
+        w = self.weights if weights is None else weights
+        with rng_preserved():
+            acts = self.fns.forward(w, self.batch, self.hp)
+            return scalar_loss(self.fns.loss(acts, self.batch, self.hp))
+
+    def step_outputs(self) -> dict[str, np.ndarray]:
+        with rng_preserved():
+            weights = {n: w.copy() for n, w in self.weights.items()}
+            acts = dict(self.fns.forward(weights, self.batch, self.hp))
+            out = {n: np.asarray(v) for n, v in acts.items()}
+            losses = loss_dict(self.fns.loss(acts, self.batch, self.hp))
+            out.update({n: np.asarray(v) for n, v in losses.items()})
+            grads = self.fns.backward(weights, acts, self.batch, self.hp)
+            out.update({keys.grad(n): np.asarray(g) for n, g in grads.items()})
+        return out
+
+
+def _array(value: Any) -> np.ndarray:
+    return value.detach().numpy().copy() if torch.is_tensor(value) else np.asarray(value)
+
+
+def _has_share_init(engine: Engine) -> bool:
+    return any(f.name == "share_init" for f in dataclasses.fields(engine.scenario))

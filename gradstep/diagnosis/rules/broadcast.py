@@ -1,0 +1,201 @@
+"""Broadcasting that hides: an (N,) array against an (N, 1) one inside a function.
+
+The NumPy side's functions are re-run at the step on watched arrays (an
+ndarray subclass that notes every elementwise operation whose operands are a
+length-N vector and an (N, 1) column), and the torch side's forward and loss
+under a TorchFunctionMode that does the same. Such a result is an (N, N) table
+of every pair; reduced by a mean it is one plausible-looking, wrong number.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+
+from gradstep import keys
+from gradstep.diagnosis.findings import Finding, num, shape_text
+from gradstep.diagnosis.probe import Probe
+from gradstep.diagnosis.replica import rng_preserved
+from gradstep.diagnosis.view import StepView
+
+SYMBOLS = {"subtract": "-", "add": "+", "multiply": "*", "divide": "/", "true_divide": "/", "not_equal": "!=",
+           "equal": "==", "greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=", "power": "**"}
+MATMUL = {"matmul", "mm", "bmm", "dot", "mv", "inner", "outer", "einsum", "tensordot", "linear", "__matmul__",
+          "__rmatmul__"}
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    side: str
+    function: str
+    operation: str
+    shapes: tuple[tuple[int, ...], tuple[int, ...]]
+
+    @property
+    def n(self) -> int:
+        return max(max(s) for s in self.shapes)
+
+
+def vector_against_column(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """One operand (N,), the other (N, 1), N > 1: the classic accidental outer broadcast."""
+    return any(len(v) == 1 and v[0] > 1 and c == (v[0], 1) for v, c in ((a, b), (b, a)))
+
+
+class _Log:
+    events: list[Broadcast] | None = None
+    side, function = "", ""
+
+
+def _note(operation: str, shapes: list[tuple[int, ...]]) -> None:
+    if _Log.events is None or len(shapes) != 2 or operation in MATMUL:
+        return
+    if vector_against_column(shapes[0], shapes[1]):
+        _Log.events.append(Broadcast(_Log.side, _Log.function, operation, (shapes[0], shapes[1])))
+
+
+class Watched(np.ndarray):
+    """An ndarray that reports vector-against-column broadcasts in the elementwise operations it enters."""
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        raw = [x.view(np.ndarray) if isinstance(x, Watched) else x for x in inputs]
+        outs = kwargs.get("out")
+        if outs:
+            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, Watched) else o for o in outs)
+        if method == "__call__":
+            _note(ufunc.__name__, [np.shape(x) for x in raw if isinstance(x, (np.ndarray, np.generic))])
+        result = getattr(ufunc, method)(*raw, **kwargs)
+        if outs:
+            return outs[0] if len(outs) == 1 else outs
+        return watch(result)
+
+
+def watch(value: Any) -> Any:
+    """Arrays (in dicts, lists, tuples too) as :class:`Watched`; anything else unchanged."""
+    if isinstance(value, np.ndarray) and not isinstance(value, Watched) and value.dtype.kind in "biuf":
+        return value.view(Watched)
+    if isinstance(value, dict):
+        return {k: watch(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(watch(v) for v in value)
+    return value
+
+
+class _TorchWatch(TorchFunctionMode):
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        name = getattr(func, "__name__", str(func)).strip("_")
+        if len(tensors) == 2 and (_is_loss(name) or _square_result(result)):
+            _note(name, [tuple(t.shape) for t in tensors])
+        return result
+
+
+def _is_loss(name: str) -> bool:
+    return "loss" in name or "cross_entropy" in name
+
+
+def _square_result(result: Any) -> bool:
+    return isinstance(result, torch.Tensor) and result.ndim == 2 and result.shape[0] == result.shape[1] > 1
+
+
+@contextmanager
+def recording(side: str, function: str, events: list[Broadcast]) -> Iterator[None]:
+    previous = (_Log.events, _Log.side, _Log.function)
+    _Log.events, _Log.side, _Log.function = events, side, function
+    try:
+        yield
+    finally:
+        _Log.events, _Log.side, _Log.function = previous
+
+
+def watch_numpy_side(probe: Probe, step: int) -> list[Broadcast]:
+    """Re-run NumPy's forward, loss, backward, update and metrics at ``step`` on watched arrays."""
+    engine, record = probe.engine, probe.record(step)
+    fns, hp = probe.scenario.numpy, copy.copy(engine.live.hp)
+    weights = {n: np.array(record.numpy[keys.before(n)]) for n in engine.live.numpy_weight_names(record)}
+    batch = engine.live.data.batch(record.epoch, record.index)
+    events: list[Broadcast] = []
+    with rng_preserved():
+        acts = _run(events, "numpy.forward", fns.forward, watch(dict(weights)), watch(dict(batch)), hp)
+        if acts is not None:
+            _run(events, "numpy.loss", fns.loss, acts, watch(dict(batch)), hp)
+            grads = _run(events, "numpy.backward", fns.backward, watch(dict(weights)), acts, watch(dict(batch)), hp)
+            if grads is not None:
+                _run(events, "numpy.update", fns.update, watch({n: w.copy() for n, w in weights.items()}), grads,
+                     copy.deepcopy(engine.live.numpy.state), hp)
+        if fns.metrics is not None:
+            _run(events, "numpy.metrics", fns.metrics, watch(dict(weights)), engine.live.data, hp)
+    return events
+
+
+def watch_torch_side(probe: Probe, step: int) -> list[Broadcast]:
+    replica = probe.torch_replica(step)
+    events: list[Broadcast] = []
+    fns = replica.runner.fns
+    with rng_preserved(), torch.no_grad():
+        with recording("torch", "torch.forward", events), _TorchWatch():
+            acts = _quiet(fns.forward, replica.runner.model, replica.tbatch, replica.hp)
+        if acts is not None:
+            with recording("torch", "torch.loss", events), _TorchWatch():
+                _quiet(fns.loss, acts, replica.tbatch, replica.hp)
+    return events
+
+
+def _run(events: list[Broadcast], function: str, fn: Any, *args: Any) -> Any:
+    side = function.split(".")[0]
+    with recording(side, function, events), np.errstate(all="ignore"):
+        return _quiet(fn, *args)
+
+
+def _quiet(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception:  # the scenario's own code on unusual arrays: nothing to learn from a failure here
+        return None
+
+
+def broadcast_findings(view: StepView, probe: Probe | None, found: list[Finding]) -> list[Finding]:
+    if probe is None:
+        return []
+    events = watch_numpy_side(probe, view.step) + watch_torch_side(probe, view.step)
+    shown = {f.function for f in found if f.rule == "shape"}  # a visible (N, N) tensor already says it
+    return [_finding(view, probe, e) for e in dict.fromkeys(events) if e.function not in shown]
+
+
+def _finding(view: StepView, probe: Probe, event: Broadcast) -> Finding:
+    n = event.n
+    (a, b) = event.shapes
+    op = SYMBOLS.get(event.operation, event.operation)
+    phase = event.function.split(".")[1]
+    phases = {"forward": ("forward",), "loss": ("loss",), "backward": ("grad",), "update": ("after",)}.get(phase, ())
+    explained = view.diverged_in(*phases)[:3] if phases else []
+    cause = (f"{event.function} broadcasts a {shape_text(a)} array against a {shape_text(b)} one in `{op}`: the result "
+             f"is a ({n}, {n}) table of every pair, not {n} values, and a mean over it is a plausible-looking wrong "
+             "number. Give both operands the same shape (reshape(-1, 1) or ravel()).")
+    evidence = [f"{event.function}, step {view.step}: {event.operation} of {shape_text(a)} and {shape_text(b)} "
+                f"gives ({n}, {n})"]
+    evidence += _metric_evidence(probe) if phase == "metrics" else []
+    return Finding(rule="broadcast", cause=cause, evidence=tuple(evidence), confidence=0.85 if explained else 0.75,
+                   step=view.step, tensor=explained[0] if explained else None, side=event.side,
+                   function=event.function, tensors=tuple(explained), values={"n": n})
+
+
+def _metric_evidence(probe: Probe) -> list[str]:
+    metrics = probe.engine.trace.metrics
+    if not metrics:
+        return []
+    last = metrics[-1]
+    lines = []
+    for name in last.numpy:
+        if name in last.torch:
+            lines.append(f"metric {name!r} at the end of epoch {last.epoch}: numpy {num(last.numpy[name])}, "
+                         f"torch {num(last.torch[name])}")
+    return lines

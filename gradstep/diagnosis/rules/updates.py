@@ -1,0 +1,295 @@
+"""The update rule: learning rate, momentum, dampening, weight decay; and an L2 term in a gradient.
+
+Update rule. When the gradients agree and the new weights do not, each side's
+own update is fitted, over the first steps of its own run, to
+
+    Δw_k = a·Δw_(k-1) + c·g_k + e·w_k
+
+(SGD with momentum a, learning rate −c, dampening and weight decay e/c;
+plain SGD is a = e = 0), separately for each torch parameter a NumPy weight
+maps to, so a decay applied to the bias shows. The two fits are compared.
+
+L2 in the gradient. When NumPy's gradient minus torch's is k·w for one
+constant k (within the rounding noise of the gradients), one side adds an L2
+penalty's gradient k·w that the other does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradstep import keys
+from gradstep.diagnosis.findings import Finding, num
+from gradstep.diagnosis.numeric import agreement_tolerance, close, fit_coefficient, lower_eps
+from gradstep.diagnosis.probe import Probe
+from gradstep.diagnosis.rules.ratios import gradcheck_line
+from gradstep.diagnosis.view import StepView
+from gradstep.diagnosis.words import factor_text, join_names, nice, worst_line
+
+FIT_STEPS = 8
+MODELS = (("g",), ("g", "prev"), ("g", "w"), ("g", "prev", "w"))
+
+
+@dataclass(frozen=True)
+class UpdateFit:
+    """One side's update of one parameter as SGD: lr, momentum, weight decay (None: no such form fits)."""
+
+    lr: float
+    momentum: float
+    weight_decay: float
+    residual: float
+
+
+# ---- the update rule -------------------------------------------------------------------
+
+
+def update_rule_findings(view: StepView, probe: Probe | None, found: list[Finding]) -> list[Finding]:
+    if probe is None:
+        return []
+    out = []
+    for name in view.weights:
+        after, grad = keys.after(name), keys.grad(name)
+        if after in view.diverged and view.agrees(grad):
+            finding = _compare_updates(view, probe, name)
+            if finding is not None:
+                out.append(finding)
+    return out
+
+
+def fit_update(deltas: list[np.ndarray], grads: list[np.ndarray], weights: list[np.ndarray],
+               tol: float) -> UpdateFit | None:
+    """The simplest SGD form that reproduces ``deltas`` from ``grads`` and ``weights`` (steps from 0)."""
+    d = np.concatenate([np.ravel(x) for x in deltas]).astype(np.float64)
+    features = {
+        "g": np.concatenate([np.ravel(x) for x in grads]).astype(np.float64),
+        "prev": np.concatenate([np.ravel(np.zeros_like(deltas[0]))] + [np.ravel(x) for x in deltas[:-1]]),
+        "w": np.concatenate([np.ravel(x) for x in weights]).astype(np.float64),
+    }
+    scale = float(np.max(np.abs(d), initial=0.0))
+    if scale == 0 or not np.isfinite(d).all():
+        return None
+    for model in MODELS:
+        x = np.stack([features[f] for f in model], axis=1)
+        if len(d) < len(model) or np.linalg.matrix_rank(x) < len(model):
+            continue
+        beta, *_ = np.linalg.lstsq(x, d, rcond=None)
+        residual = float(np.max(np.abs(x @ beta - d))) / scale
+        if residual <= tol:
+            coef = dict(zip(model, (float(b) for b in beta), strict=True))
+            c = coef["g"]
+            return UpdateFit(lr=-c, momentum=coef.get("prev", 0.0), weight_decay=coef.get("w", 0.0) / c if c else 0.0,
+                             residual=residual)
+    return None
+
+
+def _side_series(probe: Probe, side: str, name: str, steps: range) -> tuple[list, list, list] | None:
+    deltas, grads, weights = [], [], []
+    for step in steps:
+        tensors = getattr(probe.record(step), side)
+        w, g, a = (tensors.get(k(name)) for k in (keys.before, keys.grad, keys.after))
+        if w is None or g is None or a is None:
+            return None
+        w64 = np.asarray(w, dtype=np.float64)
+        deltas.append(np.asarray(a, dtype=np.float64) - w64)
+        grads.append(np.asarray(g, dtype=np.float64))
+        weights.append(w64)
+    return deltas, grads, weights
+
+
+def _fits(probe: Probe, name: str, side: str, steps: range) -> dict[str, UpdateFit | None] | None:
+    """The update fit of each torch parameter ``name`` maps to (the whole weight when it maps to one)."""
+    series = _side_series(probe, side, name, steps)
+    if series is None:
+        return None
+    deltas, grads, weights = series
+    tol = max(agreement_tolerance(*deltas[:1]) * 10, 1e-9)
+    names = probe.torch_names(name)
+
+    def piece(arrays: list[np.ndarray], i: int) -> list[np.ndarray]:
+        return [x if len(names) == 1 else probe.pieces(name, x)[i][1] for x in arrays]
+
+    return {t: fit_update(piece(deltas, i), piece(grads, i), piece(weights, i), tol) for i, t in enumerate(names)}
+
+
+def _compare_updates(view: StepView, probe: Probe, name: str) -> Finding | None:
+    steps = range(0, min(probe.steps_run, max(view.step + 1, FIT_STEPS)))
+    numpy_fits, torch_fits = _fits(probe, name, "numpy", steps), _fits(probe, name, "torch", steps)
+    if numpy_fits is None or torch_fits is None:
+        return None
+    differences, sides = [], set()
+    for piece in numpy_fits:
+        a, b = numpy_fits[piece], torch_fits.get(piece)
+        text, side = _difference(piece, a, b, probe)
+        if text:
+            differences.append(text)
+            sides.add(side)
+    if not differences:
+        return None
+    side = sides.pop() if len(sides) == 1 else "both"
+    evidence = [worst_line(view.comparisons[keys.after(name)]),
+                f"grad {name} agrees: {worst_line(view.comparisons[keys.grad(name)])}"]
+    evidence += [_fit_line(s, p, f) for s, fits in (("numpy", numpy_fits), ("torch", torch_fits))
+                 for p, f in fits.items()]
+    cause = (f"the gradients of {name} agree but the updates do not: the update rules differ — "
+             + "; ".join(differences) + ".")
+    function = {"numpy": "numpy.update", "torch": "torch.update"}.get(side)
+    if side == "torch" and probe.scenario.torch.optimizer is not None:
+        function = "torch.optimizer"
+    return Finding(rule="update-rule", cause=cause, evidence=tuple(evidence), confidence=0.88, step=view.step,
+                   tensor=keys.after(name), side=side, function=function, tensors=(keys.after(name),),
+                   values=_fit_values(numpy_fits, torch_fits))
+
+
+def _difference(piece: str, a: UpdateFit | None, b: UpdateFit | None, probe: Probe) -> tuple[str, str]:
+    """How NumPy's update ``a`` of ``piece`` differs from torch's ``b`` in a sentence, and the side at fault."""
+    if a is None or b is None:
+        return _unfitted(piece, a, b)
+    hp = _hyper_values(probe)
+    if not close(a.momentum, b.momentum, 1e-6) and abs(a.momentum - b.momentum) > 1e-9:
+        return _momentum_difference(piece, a, b, hp)
+    if not close(a.lr, b.lr, 1e-6):
+        return _lr_difference(piece, a, b, hp)
+    if not close(a.weight_decay, b.weight_decay, 1e-6) and abs(a.weight_decay - b.weight_decay) > 1e-12:
+        return _decay_difference(piece, a, b)
+    return "", ""
+
+
+def _unfitted(piece: str, a: UpdateFit | None, b: UpdateFit | None) -> tuple[str, str]:
+    if a is None and b is None:
+        return f"neither side's update of {piece} is SGD with momentum and weight decay", "both"
+    which = "NumPy" if a is None else "torch"
+    return (f"{which}'s update of {piece} is not SGD with momentum and weight decay (Adam? clipping?)",
+            which.lower())
+
+
+def _momentum_difference(piece: str, a: UpdateFit, b: UpdateFit, hp: dict[str, float]) -> tuple[str, str]:
+    summed = [w for w, f in (("NumPy", a), ("torch", b)) if close(f.momentum, 1.0, 1e-6)]
+    running = f" ({summed[0]}'s update uses a running sum of every gradient so far)" if summed else ""
+    return (f"{piece}: momentum {nice(a.momentum)} on the NumPy side, {nice(b.momentum)} on torch's{running}",
+            _off_hp(a.momentum, b.momentum, hp.get("momentum")))
+
+
+def _lr_difference(piece: str, a: UpdateFit, b: UpdateFit, hp: dict[str, float]) -> tuple[str, str]:
+    rho, m = (a.lr / b.lr if b.lr else float("inf")), a.momentum
+    if m > 0 and close(rho, 1 - m, 1e-5):
+        return (f"{piece}: NumPy dampens the gradient by (1 − momentum) = {nice(1 - m)} (v = m·v − (1 − m)·g, an "
+                f"exponential average), torch's SGD adds it whole (v = m·v + g, dampening 0)", "numpy")
+    if m > 0 and close(rho, 1 / (1 - m), 1e-5):
+        return f"{piece}: torch dampens the gradient by (1 − momentum) = {nice(1 - m)}, NumPy adds it whole", "torch"
+    return (f"{piece}: learning rate {nice(a.lr)} on the NumPy side, {nice(b.lr)} on torch's (NumPy's step is "
+            f"{factor_text(rho)}× torch's)", _off_hp(a.lr, b.lr, hp.get("lr")))
+
+
+def _decay_difference(piece: str, a: UpdateFit, b: UpdateFit) -> tuple[str, str]:
+    on = "NumPy" if abs(a.weight_decay) > abs(b.weight_decay) else "torch"
+    bias = " — applied to the bias" if "bias" in piece and 0.0 in (a.weight_decay, b.weight_decay) else ""
+    return (f"{piece}: weight decay {nice(a.weight_decay)} on the NumPy side, {nice(b.weight_decay)} on torch's"
+            f"{bias} ({on} decays it)", on.lower())
+
+
+def _off_hp(numpy_value: float, torch_value: float, hp_value: float | None) -> str:
+    """The side whose value is not the scenario's hyper-parameter (both when neither or both are)."""
+    if hp_value is None:
+        return "both"
+    numpy_ok, torch_ok = close(numpy_value, hp_value, 1e-6), close(torch_value, hp_value, 1e-6)
+    if numpy_ok != torch_ok:
+        return "torch" if numpy_ok else "numpy"
+    return "both"
+
+
+def _hyper_values(probe: Probe) -> dict[str, float]:
+    hp = probe.hyper()
+    out = {}
+    for key, names in (("lr", ("lr", "learning_rate")), ("momentum", ("momentum",))):
+        for n in names:
+            if isinstance(hp.get(n), (int, float)):
+                out[key] = float(hp[n])
+    return out
+
+
+def _fit_line(side: str, piece: str, fit: UpdateFit | None) -> str:
+    if fit is None:
+        return f"{side} {piece}: no SGD form fits its updates"
+    return (f"{side} {piece}: Δw = −{num(fit.lr)}·(g{' + ' + num(fit.weight_decay) + '·w' if fit.weight_decay else ''})"
+            f"{' + ' + num(fit.momentum) + '·Δw_prev' if fit.momentum else ''} (fitted over its own steps, residual "
+            f"{num(fit.residual)})")
+
+
+def _fit_values(numpy_fits: dict, torch_fits: dict) -> dict[str, float]:
+    out = {}
+    for side, fits in (("numpy", numpy_fits), ("torch", torch_fits)):
+        for piece, fit in fits.items():
+            if fit is not None:
+                out.update({f"{side} {piece} lr": fit.lr, f"{side} {piece} momentum": fit.momentum,
+                            f"{side} {piece} weight_decay": fit.weight_decay})
+    return out
+
+
+# ---- an L2 penalty in one side's gradient --------------------------------------------------
+
+
+def penalty_findings(view: StepView, probe: Probe | None, found: list[Finding]) -> list[Finding]:
+    ratios = {k for f in found if f.rule == "ratio" for k in f.tensors}
+    out = []
+    for name in view.weights:
+        grad, before = keys.grad(name), keys.before(name)
+        pair = view.pair(grad)
+        w = view.torch.get(before)
+        if grad not in view.diverged or grad in ratios or pair is None or w is None or np.size(w) != pair[0].size:
+            continue
+        finding = _penalty(view, probe, name, pair, np.asarray(w).reshape(pair[0].shape))
+        if finding is not None:
+            out.append(finding)
+    return out
+
+
+def _penalty(view: StepView, probe: Probe | None, name: str, pair: tuple[np.ndarray, np.ndarray],
+             w: np.ndarray) -> Finding | None:
+    g_np, g_t = (np.asarray(x, dtype=np.float64) for x in pair)
+    rounding = max(64 * lower_eps(*pair), view.relative_noise())
+    noise = rounding * np.maximum(np.abs(g_np), np.abs(g_t)) + 1e-300
+    k = fit_coefficient(g_np - g_t, w, noise, 1e-3)
+    named = _named_hyper(view, abs(k)) if k is not None else None
+    if k is None or (fit_coefficient(g_np - g_t, w, noise, 1e-3, support=2) is None and not named):
+        return None  # one number is proportional to anything: only a known penalty makes it a reading
+    side = "numpy" if k > 0 else "torch"
+    pieces = _piece_coefficients(probe, name, g_np - g_t, w, noise) if probe is not None else {}
+    amount = f"{named[0]}·{name} ({named[0]} = {num(named[1])})" if named else f"{nice(abs(k))}·{name}"
+    cause = (f"the {'NumPy' if side == 'numpy' else 'torch'} gradient of {name} is the other side's plus {amount}: "
+             f"an L2 penalty's gradient added on the {side} side only{_bias_clause(name, pieces, k)}. Apply the same "
+             "penalty on both sides (and decide whether the bias is penalised).")
+    evidence = [worst_line(view.comparisons[keys.grad(name)]),
+                f"numpy − torch = k·{name} with k = {num(k)} for every element (within the gradients' rounding)"]
+    evidence += [f"{p}: k = {num(v) if v is not None else 'no single k'}" for p, v in pieces.items()]
+    check = probe.gradcheck_of(view.step, side, name) if probe is not None else None
+    evidence += [gradcheck_line(check)] if check is not None else []
+    return Finding(rule="penalty", cause=cause, evidence=tuple(evidence), confidence=0.9, step=view.step,
+                   tensor=keys.grad(name), side=side, function=f"{side}.backward" if side == "numpy" else "torch.loss",
+                   tensors=(keys.grad(name), keys.after(name)),
+                   values={"k": k, **({named[0]: named[1]} if named else {})})
+
+
+def _bias_clause(name: str, pieces: dict[str, float | None], k: float) -> str:
+    """", to all of W including its bias (...)" when the bias piece carries the same penalty."""
+    bias = [p for p in pieces if "bias" in p]
+    if bias and all(pieces[p] is not None and close(pieces[p], k, 1e-2) for p in bias):
+        return f", to all of {name} including its bias (torch's {join_names(bias)})"
+    return ""
+
+
+def _piece_coefficients(probe: Probe, name: str, d: np.ndarray, w: np.ndarray, noise: np.ndarray) -> dict:
+    if len(probe.torch_names(name)) < 2:
+        return {}
+    d_parts, w_parts, n_parts = probe.pieces(name, d), probe.pieces(name, w), probe.pieces(name, noise)
+    return {p: fit_coefficient(dp, wp, npart, 1e-3)
+            for (p, dp), (_, wp), (_, npart) in zip(d_parts, w_parts, n_parts, strict=True)}
+
+
+def _named_hyper(view: StepView, value: float) -> tuple[str, float] | None:
+    """The hyper-parameter whose value ``value`` is (to 0.1%), e.g. ("l2_penalty", 0.0001)."""
+    for n, v in view.hyper.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0 and close(float(v), value, 1e-3):
+            return n, float(v)
+    return None

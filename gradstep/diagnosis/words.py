@@ -1,0 +1,78 @@
+"""Plain-language pieces the rules share: which function computes a key, how to say a factor."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from gradstep.compare import Status, TensorComparison
+from gradstep.diagnosis.findings import num, shape_text
+
+FUNCTION_OF_PHASE = {"before": "init", "input": "data", "forward": "forward", "loss": "loss", "grad": "backward",
+                     "after": "update"}
+
+
+def function_for(side: str, phase: str) -> str:
+    """The scenario function that produces a key of ``phase`` on ``side`` (``init`` is shared)."""
+    fn = FUNCTION_OF_PHASE.get(phase, "forward")
+    return fn if fn in ("init", "data") else f"{side}.{fn}"
+
+
+def factor_text(r: float) -> str:
+    """``2`` for 2, ``1/4`` for 0.25, else the number at full precision."""
+    if r == 0 or not np.isfinite(r):
+        return num(r)
+    sign = "-" if r < 0 else ""
+    a = abs(r)
+    frac = Fraction(a).limit_denominator(4096)
+    if frac != 0 and abs(float(frac) - a) <= 1e-9 * a:
+        if frac.denominator == 1:
+            return f"{sign}{frac.numerator}"
+        if frac.numerator == 1:
+            return f"{sign}1/{frac.denominator}"
+        return f"{sign}{frac.numerator}/{frac.denominator}"
+    return num(r)
+
+
+def nice(value: float) -> str:
+    """A fitted number for a sentence: 0.05 for 0.05000000000000003 (within 1e-9 of it), else full precision."""
+    short = float(f"{value:.10g}")
+    if short == 0.0:
+        return "0"
+    return num(short if abs(short - value) <= 1e-9 * abs(value) else value)
+
+
+def times_text(r: float) -> str:
+    """How many times the other side's a value is: ``2×``, ``1/2×``."""
+    return f"{factor_text(r)}×"
+
+
+def relation_text(r: float, what: str) -> str:
+    """``NumPy's gradients are 4× torch's`` (r = numpy/torch = 4), or the other way round when |r| < 1."""
+    if r != 0 and abs(r) < 1:
+        return f"torch's {what} are {times_text(1 / r)} NumPy's"
+    return f"NumPy's {what} are {times_text(r)} torch's"
+
+
+def worst_line(c: TensorComparison) -> str:
+    """The worst element of a comparison, both values at full precision."""
+    if c.status == Status.ONE_SIDE:
+        return c.note
+    if c.worst_index is None:
+        return f"{c.key}: shapes numpy {shape_text(c.numpy_shape)}, torch {shape_text(c.torch_shape)}"
+    return (f"{element(c.key, c.worst_index)}: numpy {num(c.worst_numpy, c.numpy_dtype)} ({c.numpy_dtype}), "
+            f"torch {num(c.worst_torch, c.torch_dtype)} ({c.torch_dtype}); {c.n_bad} of {c.size} elements out of "
+            f"tolerance, greatest abs difference {num(c.max_abs)}, rel {num(c.max_rel)}")
+
+
+def element(name: str, index: tuple[int, ...] | None) -> str:
+    """``w[0, 1]``; a 0-d tensor is just its name."""
+    return f"{name}{list(index)}" if index else name
+
+
+def join_names(names: list[str] | tuple[str, ...], limit: int = 6) -> str:
+    names = list(names)
+    if len(names) > limit:
+        return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    return ", ".join(names)
