@@ -108,7 +108,7 @@ class ElementInfo:
     tolerance: str = ""
 
 
-@dataclass
+@dataclass(eq=False)  # identity: it holds arrays
 class GridModel:
     """One tensor pair as a lazily formatted grid of strings."""
 

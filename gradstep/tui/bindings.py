@@ -1,0 +1,47 @@
+"""Every key of the main screen, named for what it does; each has an id, so users can remap it.
+
+Moves that need the engine are app actions (``app.step``); the rest act on
+the view. The footer shows them in this order, so the stepping keys come
+first; the help screen (``?``) lists them all with their ids.
+"""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+
+ENGINE_BINDINGS = [
+    Binding("n,space", "app.step", "Step", tooltip="Step forward: the next step (run it if it is new)", id="step"),
+    Binding("b", "app.step_back", "Back", tooltip="Step back (recomputed from checkpoints, not replayed)",
+            id="step_back"),
+    Binding("g", "app.jump", "Go to", tooltip="Jump to a step (runs up to it if not run yet)", id="jump"),
+    Binding("c", "app.continue_run", "Continue", tooltip="Continue to the first divergence", id="continue"),
+    Binding("i", "app.run_nonfinite", "To NaN", tooltip="Run to the first NaN/Inf", id="run_nonfinite"),
+    Binding("r", "app.run_steps", "Run N", tooltip="Run N steps on from the viewed step", id="run_steps"),
+    Binding("e", "app.run_end", "To end", tooltip="Run to the end of the scenario", id="run_end"),
+    Binding("escape", "app.interrupt", "Stop", tooltip="Stop the run in progress", id="interrupt"),
+    Binding("question_mark", "app.help", "Help", tooltip="This list of keys", id="help"),
+    Binding("q", "app.quit", "Quit", tooltip="Quit gradstep", id="quit"),
+]
+
+VIEW_BINDINGS = [
+    Binding("full_stop", "tensor(1)", "Next", tooltip="Next tensor", id="next_tensor"),
+    Binding("comma", "tensor(-1)", "Prev", tooltip="Previous tensor", id="previous_tensor"),
+    Binding("greater_than_sign", "diverged(1)", "Next ✗", tooltip="Next tensor out of tolerance",
+            id="next_diverged"),
+    Binding("less_than_sign", "diverged(-1)", "Prev ✗", tooltip="Previous tensor out of tolerance",
+            id="previous_diverged"),
+    Binding("slash", "find", "Find", tooltip="Find a tensor by name", id="find_tensor"),
+    Binding("x", "toggle_hex", "Hex", tooltip="Show the exact bits in hex, or shortest decimals", id="toggle_hex"),
+    Binding("d", "diff_mode", "Abs/rel/ULP", tooltip="Switch the difference: absolute, relative, ULPs",
+            id="difference_mode"),
+    Binding("y", "copy('numpy')", "Copy", tooltip="Copy the NumPy element under the cursor, full precision",
+            id="copy_numpy"),
+    Binding("Y", "copy('torch')", "Copy torch", tooltip="Copy the torch element under the cursor, full precision",
+            id="copy_torch", show=False),
+    Binding("right_square_bracket", "slice(1)", "Slice", tooltip="Next 2-d slice of a rank > 2 tensor",
+            id="next_slice"),
+    Binding("left_square_bracket", "slice(-1)", "Slice-", tooltip="Previous 2-d slice of a rank > 2 tensor",
+            id="previous_slice", show=False),
+    Binding("t", "pane('tensors')", "Tensors", tooltip="Show (compact) or focus the tensor list", id="show_tensors"),
+    Binding("p", "pane('plot')", "Plot", tooltip="Show or hide the loss plot", id="show_plot"),
+]

@@ -1,0 +1,95 @@
+"""Frames as text: every number through :mod:`gradstep.numfmt`, so widgets only get strings.
+
+Nothing here touches Textual: the main screen hands these views to its widgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gradstep.compare import Status
+from gradstep.numfmt import fmt, shortest
+from gradstep.tui.frame import INITIAL, ErrorInfo, Frame, TensorEntry
+
+
+@dataclass(frozen=True)
+class EntryView:
+    key: str
+    phase: str
+    status: Status
+    shape: str
+    worst: str  # the greatest absolute difference, "" when exactly equal or not comparable
+    out_of_tolerance: bool
+    note: str = ""  # instead of a difference: "torch only", "NumPy (3, 2) vs torch (2, 2)"
+
+
+@dataclass(frozen=True)
+class StatusView:
+    scenario: str
+    position: str
+    where: str
+    losses: str
+    divergence: str
+    diverged: bool
+
+
+def entry_view(entry: TensorEntry) -> EntryView:
+    note = worst = ""
+    if entry.status == Status.ONE_SIDE:
+        note = f"{'NumPy' if entry.numpy is not None else 'torch'} only"
+    elif entry.status == Status.SHAPE:
+        note = f"NumPy {_shape(entry.numpy)} vs torch {_shape(entry.torch)}"
+    elif entry.max_abs:
+        worst = shortest(entry.max_abs)
+    shape = _shape(entry.numpy if entry.numpy is not None else entry.torch)
+    return EntryView(entry.key, entry.phase, entry.status, shape, worst, entry.out_of_tolerance, note)
+
+
+def status_view(frame: Frame, hex_bits: bool = False) -> StatusView:
+    if frame.step == INITIAL:
+        position = f"start (initial weights) · {frame.frontier}/{frame.total} run"
+    else:
+        position = f"step {frame.step} (epoch {frame.epoch}, batch {frame.batch}) · {frame.frontier}/{frame.total} run"
+    tf32 = "" if frame.tf32 is None else f" TF32 {'on' if frame.tf32 else 'off'}"
+    where = f"{frame.device} {frame.dtype}{tf32}"
+    if frame.step == INITIAL:
+        losses = "loss: none yet (no step run)"
+    else:
+        losses = f"loss NumPy {_maybe(frame.loss_numpy, hex_bits)}  torch {_maybe(frame.loss_torch, hex_bits)}"
+    if frame.first_divergence is None:
+        divergence = "first divergence: none so far"
+    else:
+        step, tensor = frame.first_divergence
+        divergence = f"✗ first divergence: step {step}, {tensor}"
+    return StatusView(f"{frame.scenario} ({frame.variant})", position, where, losses, divergence,
+                      frame.first_divergence is not None)
+
+
+def error_text(error: ErrorInfo) -> str:
+    at = "" if error.step is None else f" at step {error.step}"
+    return (f"✗ error{at} in the {error.side} side's {error.function} ({error.location}): {error.message}"
+            " — the view stays on the last good step, which you can step back from")
+
+
+def tensor_title(entry: TensorEntry, slice_label: str) -> str:
+    """``after w  (1, 1) · 1 out of tolerance · rtol 1e-07 atol 1e-07``; the slice of a rank > 2 tensor."""
+    parts = [f"{entry.key}  {_shape(entry.numpy if entry.numpy is not None else entry.torch)}"]
+    if entry.numpy is not None and entry.torch is not None and _shape(entry.numpy) != _shape(entry.torch):
+        parts[0] += f" (torch {_shape(entry.torch)})"
+    if slice_label:
+        parts.append(slice_label)
+    if entry.n_bad:
+        parts.append(f"{entry.n_bad} out of tolerance")
+    parts.append(f"rtol {shortest(entry.tolerance.rtol)} atol {shortest(entry.tolerance.atol)}")
+    return " · ".join(parts)
+
+
+def _shape(value) -> str:
+    if value is None:
+        return "—"
+    shape = tuple(int(n) for n in getattr(value, "shape", ()))
+    return str(shape) if shape else "scalar"
+
+
+def _maybe(value, hex_bits: bool) -> str:
+    return "—" if value is None else fmt(value, hex_bits=hex_bits)

@@ -1,0 +1,8 @@
+"""The screens: the main debugger screen, help, find a tensor, ask for a number."""
+
+from gradstep.tui.screens.find import FindScreen
+from gradstep.tui.screens.help import HelpScreen
+from gradstep.tui.screens.main import MainScreen
+from gradstep.tui.screens.prompt import NumberPrompt
+
+__all__ = ["FindScreen", "HelpScreen", "MainScreen", "NumberPrompt"]

@@ -1,0 +1,267 @@
+"""The main screen: navigator, tensor grid, element detail, status line, loss plot, footer.
+
+It shows frames (``show_frame``) and owns the view-only moves: which tensor,
+which element, hex or decimal, which difference, which slice, which pane in
+the compact layout. Moves that need the engine are the app's.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from gradstep import keys
+from gradstep.tui.bindings import ENGINE_BINDINGS, VIEW_BINDINGS
+from gradstep.tui.frame import INITIAL, Frame, TensorEntry
+from gradstep.tui.grid_model import DiffMode, GridModel
+from gradstep.tui.presenter import entry_view, status_view, tensor_title
+from gradstep.tui.screens.find import FindScreen
+from gradstep.tui.widgets import (
+    ElementDetail,
+    ErrorBanner,
+    LossPlot,
+    RunBar,
+    StatusBar,
+    TensorGrid,
+    TensorNavigator,
+)
+
+COMPACT_WIDTH, COMPACT_HEIGHT = 120, 34
+
+
+class MainScreen(Screen):
+    BINDINGS: ClassVar[list[BindingType]] = [*ENGINE_BINDINGS, *VIEW_BINDINGS]
+
+    def __init__(self, hex_bits: bool = False) -> None:
+        super().__init__()
+        self.frame: Frame | None = None
+        self.selected: str | None = None
+        self.hex_bits = hex_bits
+        self.mode = DiffMode.ABS
+        self.model: GridModel | None = None
+        self.pane = "grid"  # in the compact layout: which of grid / tensors / plot fills the body
+        self._detail_shown: tuple | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield ErrorBanner(id="error")
+        with Horizontal(id="body"):
+            yield TensorNavigator(id="navigator")
+            with Vertical(id="right"):
+                with Vertical(id="tensor-pane"):
+                    yield Static(id="tensor-title")
+                    yield TensorGrid(id="grid")
+                    yield ElementDetail(id="detail")
+                yield LossPlot(id="plot")
+        yield RunBar(id="runbar")
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one(TensorGrid).focus()
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw_marks())
+        self._layout(self.app.size.width, self.app.size.height)
+
+    def on_resize(self, event) -> None:
+        self._layout(event.size.width, event.size.height)
+
+    def _layout(self, width: int, height: int) -> None:
+        compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
+        changed = compact != self.compact
+        self.set_class(compact, "-compact")
+        if self.is_mounted:
+            self.query_one(Footer).compact = compact
+            if changed and self.frame is not None:
+                self.query_one(StatusBar).show_status(status_view(self.frame, self.hex_bits), compact)
+        self.set_class(width >= 180 and height >= 50, "-large")
+
+    @property
+    def compact(self) -> bool:
+        return self.has_class("-compact")
+
+    # ---- showing -------------------------------------------------------------
+    def show_frame(self, frame: Frame, error: str | None) -> None:
+        previous = self.frame
+        self.frame = frame
+        dark = self.app.current_theme.dark
+        self.query_one(StatusBar).show_status(status_view(frame, self.hex_bits), self.compact)
+        self.query_one(ErrorBanner).show_error(error)
+        names = [e.key for e in frame.entries]
+        key = frame.focus_key if frame.focus_key in names else self.selected
+        if key == self.selected:
+            key = _watched(previous, frame, key, names)
+        if key not in names:
+            key = names[0] if names else None
+        navigator = self.query_one(TensorNavigator)
+        navigator.show_entries([entry_view(e) for e in frame.entries], key, dark)
+        navigator.border_title = "initial weights" if frame.step < 0 else f"step {frame.step}"
+        keep_cursor = previous is not None and key == self.selected and frame.focus_key is None
+        self._select(key, keep_cursor=keep_cursor)
+        if self.query_one(LossPlot).display or not self.compact:
+            self.query_one(LossPlot).show_losses(frame.losses, frame.step)
+
+    def _redraw_marks(self) -> None:
+        """The marks' colours follow the theme (dark or light); the symbols stay."""
+        if self.frame is not None:
+            self.query_one(TensorNavigator).show_entries(
+                [entry_view(e) for e in self.frame.entries], self.selected, self.app.current_theme.dark)
+
+    def _select(self, key: str | None, keep_cursor: bool = False) -> None:
+        """Open tensor ``key`` in the grid; the cursor on its worst element unless kept."""
+        grid = self.query_one(TensorGrid)
+        entry = self.frame.entry(key) if (self.frame and key) else None
+        old = self.model
+        self.selected = key
+        if entry is None:
+            self.model = None
+            grid.show_model(None)
+            self._show_detail()
+            self.query_one("#tensor-title", Static).update("", layout=False)
+            return
+        keep = keep_cursor and old is not None and old.key == key and old.shape == entry.shape
+        self.model = GridModel(entry.key, entry.numpy, entry.torch, entry.tolerance, entry.worst_index,
+                               hex_bits=self.hex_bits, mode=self.mode, keep_slice=old.slice_index if keep else None)
+        grid.show_model(self.model, cursor=grid.cursor if keep else None)
+        self._show_detail()
+        self._title(entry)
+        self.query_one(TensorNavigator).select_key(key)
+
+    def _title(self, entry: TensorEntry) -> None:
+        label = self.model.slice_label() if self.model else ""
+        self.query_one("#tensor-title", Static).update(tensor_title(entry, label), layout=False)
+
+    @on(TensorGrid.CursorMoved)
+    def _cursor_moved(self, event: TensorGrid.CursorMoved) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        """The element under the cursor in full (called directly too, so it never lags the grid)."""
+        grid = self.query_one(TensorGrid)
+        shown = (id(self.model), self.model.generation if self.model else 0, grid.cursor, self.mode)
+        if shown == self._detail_shown:
+            return
+        self._detail_shown = shown
+        detail = self.query_one(ElementDetail)
+        if self.model is None or not self.model.rows:
+            entry = self.frame.entry(self.selected) if (self.frame and self.selected) else None
+            detail.show_element(None, self.mode, "" if entry is None else entry_view(entry).note)
+            return
+        note = "" if self.model.comparable else entry_view(self.frame.entry(self.selected)).note
+        detail.show_element(self.model.element(*grid.cursor), self.mode, note)
+
+    @on(TensorNavigator.Highlighted)
+    def _highlighted(self, event: TensorNavigator.Highlighted) -> None:
+        if event.key != self.selected:
+            self._select(event.key)
+
+    @on(TensorNavigator.Opened)
+    def _chosen(self, event: TensorNavigator.Opened) -> None:
+        if event.key != self.selected:
+            self._select(event.key)
+        if self.compact:
+            self.action_pane("grid")
+        self.query_one(TensorGrid).focus()
+
+    # ---- view-only moves ---------------------------------------------------
+    def _keys(self, diverged: bool = False) -> list[str]:
+        if self.frame is None:
+            return []
+        order = self.query_one(TensorNavigator).keys_in_order
+        entries = {e.key: e for e in self.frame.entries}
+        return [k for k in order if not diverged or entries[k].out_of_tolerance]
+
+    def action_tensor(self, step: int) -> None:
+        self._cycle(self._keys(), step)
+
+    def action_diverged(self, step: int) -> None:
+        candidates = self._keys(diverged=True)
+        if not candidates:
+            self.notify("no tensor is out of tolerance at this step")
+            return
+        self._cycle(candidates, step)
+
+    def _cycle(self, candidates: list[str], step: int) -> None:
+        """Select the next (step 1) or previous (step -1) of ``candidates`` after the selected tensor, wrapping."""
+        if not candidates:
+            return
+        order = self._keys()
+        here = order.index(self.selected) if self.selected in order else -1
+        if step > 0:
+            after = [k for k in candidates if order.index(k) > here]
+            self._select(after[0] if after else candidates[0])
+        else:
+            before = [k for k in candidates if order.index(k) < here]
+            self._select(before[-1] if before else candidates[-1])
+
+    def action_find(self) -> None:
+        def found(key: str | None) -> None:
+            if key:
+                self._select(key)
+                self.query_one(TensorGrid).focus()
+
+        self.app.push_screen(FindScreen(self._keys()), found)
+
+    def action_toggle_hex(self) -> None:
+        self.hex_bits = not self.hex_bits
+        if self.model is not None:
+            self.model.set_hex(self.hex_bits)
+            self.query_one(TensorGrid).model_changed()
+        if self.frame is not None:
+            self.query_one(StatusBar).show_status(status_view(self.frame, self.hex_bits), self.compact)
+
+    def action_diff_mode(self) -> None:
+        self.mode = self.mode.next()
+        if self.model is not None:
+            self.model.set_mode(self.mode)
+            self.query_one(TensorGrid).model_changed()
+
+    def action_copy(self, side: str) -> None:
+        grid = self.query_one(TensorGrid)
+        text = self.model.value_text(*grid.cursor, side) if self.model is not None else None
+        if text is None:
+            self.notify(f"no {side} element here", severity="warning")
+            return
+        self.app.copy_to_clipboard(text)
+        self.notify(f"copied {side} {text}")
+
+    def action_slice(self, step: int) -> None:
+        if self.model is None or self.model.slices <= 1:
+            self.notify("slices are for tensors of rank 3 and more")
+            return
+        self.model.set_slice(self.model.slice_index + step)
+        self.query_one(TensorGrid).model_changed()
+        entry = self.frame.entry(self.selected) if self.frame and self.selected else None
+        if entry is not None:
+            self._title(entry)
+
+    def action_pane(self, pane: str) -> None:
+        """Compact layout: switch the body between grid, tensor list and plot. Wide: focus / show-hide."""
+        if self.compact:
+            self.pane = "grid" if self.pane == pane else pane
+            for name in ("tensors", "plot"):
+                self.set_class(self.pane == name, f"-pane-{name}")
+            if self.pane == "plot" and self.frame is not None:
+                self.query_one(LossPlot).show_losses(self.frame.losses, self.frame.step)
+            target = self.query_one(TensorNavigator) if self.pane == "tensors" else self.query_one(TensorGrid)
+            target.focus()
+            return
+        if pane == "tensors":
+            navigator = self.query_one(TensorNavigator)
+            (self.query_one(TensorGrid) if navigator.has_focus else navigator).focus()
+        else:
+            self.toggle_class("-hide-plot")
+
+
+def _watched(previous: Frame | None, frame: Frame, key: str | None, names: list[str]) -> str | None:
+    """Watching a weight from the start (``before w``), the first step shows what the update made of it."""
+    first_step = previous is not None and previous.step == INITIAL and frame.step != INITIAL
+    if first_step and key is not None and key.startswith("before "):
+        after = keys.after(keys.base_name(key))
+        if after in names:
+            return after
+    return key

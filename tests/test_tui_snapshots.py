@@ -1,0 +1,61 @@
+"""SVG snapshots of the debugger's screens (pytest-textual-snapshot).
+
+Regenerate after a deliberate change, having looked at the new screens:
+``pytest tests/test_tui_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input
+
+from tests.test_tui_helpers import BIG, make_app
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+@pytest.fixture(autouse=True)
+def frozen_cursor(monkeypatch):
+    """No blinking cursor in an Input: the snapshot must not depend on when it is taken."""
+    monkeypatch.setattr(Input, "cursor_blink", False)
+
+
+async def settled(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.3)  # screen switches are batched; the loss plot redraws at most every 0.25 s
+
+
+def keys_then_settle(*keys: str):
+    async def run_before(pilot) -> None:
+        await settled(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settled(pilot)
+
+    return run_before
+
+
+AFTER_W = ("n",)  # one step: watching w from the start, the view opens on after w
+
+
+def test_main_screen_80x24_neuron_after_one_step(snap_compare):
+    """Compact layout: after w of step 0, NumPy 0.18 against torch 0.059999999999999984, marked ✗."""
+    assert snap_compare(make_app(), run_before=keys_then_settle(*AFTER_W), terminal_size=(80, 24))
+
+
+def test_main_screen_160x48_neuron_after_one_step(snap_compare):
+    """Standard layout: navigator by phase, grid, element detail, loss plot, footer."""
+    assert snap_compare(make_app(), run_before=keys_then_settle(*AFTER_W), terminal_size=(160, 48))
+
+
+def test_big_tensor_scrolled(snap_compare):
+    """A 2048 x 2048 weight, scrolled down three pages and right four columns."""
+    keys = ("pagedown", "pagedown", "pagedown", "l", "l", "l", "l")
+    assert snap_compare(make_app(BIG, "as-posted"), run_before=keys_then_settle(*keys), terminal_size=(120, 36))
+
+
+def test_help_screen(snap_compare):
+    """Every binding, its keys, what it does and its id; the status marks."""
+    assert snap_compare(make_app(), run_before=keys_then_settle("question_mark"), terminal_size=(120, 50))
