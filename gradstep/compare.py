@@ -99,12 +99,18 @@ def element_diffs(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> ElementDiffs:
 def ulp_distance(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Representable values of ``dtype`` between ``a`` and ``b`` (after rounding both to it).
 
-    Returned as float64: NaN against anything but NaN is ``inf``.
+    Returned as float64 (exact below 2**53 ULPs): NaN against anything but NaN is ``inf``.
     """
     dt = np.dtype(dtype)
     ia = _ordered_int(np.asarray(a, dtype=dt))
     ib = _ordered_int(np.asarray(b, dtype=dt))
-    dist = np.abs(ia.astype(np.float64) - ib.astype(np.float64))
+    # Subtract as integers: through float64, neighbouring float64 values would be 0 ULP apart.
+    # Opposite signs can overflow int64, so add the magnitudes as uint64 there.
+    same_sign = (ia >= 0) == (ib >= 0)
+    with np.errstate(over="ignore"):
+        near = np.abs(np.where(same_sign, ia - ib, 0)).astype(np.float64)
+        far = (np.abs(ia).astype(np.uint64) + np.abs(ib).astype(np.uint64)).astype(np.float64)
+    dist = np.where(same_sign, near, far)
     nan_a = np.isnan(np.asarray(a, dtype=np.float64))
     nan_b = np.isnan(np.asarray(b, dtype=np.float64))
     return np.where(nan_a & nan_b, 0.0, np.where(nan_a | nan_b, np.inf, dist))

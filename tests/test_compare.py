@@ -471,3 +471,11 @@ def test_summary_relative_difference_of_float64_subnormals():
     summary = summarize_pairs([a], [b], [EXACT])
     assert compare_tensor("x", a, b, 0.0, 0.0).max_rel == 1.0
     assert summary.max_rel[0] == 1.0
+
+
+def test_float64_ulp_distances_are_exact_integers():
+    one = np.array([1.0])
+    assert ulp_distance(one, np.nextafter(one, 2.0), np.dtype(np.float64))[0] == 1.0
+    assert ulp_distance(one, one + 6 * 2.0**-52, np.dtype(np.float64))[0] == 6.0
+    big = np.array([1e300])
+    assert ulp_distance(-big, big, np.dtype(np.float64))[0] > 0  # opposite signs never overflow
