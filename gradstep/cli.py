@@ -41,6 +41,7 @@ def main() -> None:
     gradstep list                the bundled scenarios
 
     Scenario files are Python and run with your rights: open only files you trust.
+    On the CPU, torch runs on one thread unless OMP_NUM_THREADS is set.
     """
 
 
@@ -72,6 +73,7 @@ def build_engine(scenario: str, variant: str | None, device: str, dtype: str | N
 
     if (rtol is None) != (atol is None):
         raise click.UsageError("--rtol and --atol must be given together")
+    _cpu_thread_policy(device)
     try:
         loaded = load_scenario(scenario, variant)
         patches = load_file(patch_file) if patch_file else []
@@ -83,6 +85,21 @@ def build_engine(scenario: str, variant: str | None, device: str, dtype: str | N
         _fail(f"{patch_file}: {error}")
     except (LoadError, EngineError, ScenarioError) as error:
         _fail(str(error))
+
+
+def _cpu_thread_policy(device: str) -> None:
+    """One torch thread on the CPU unless OMP_NUM_THREADS says otherwise.
+
+    Lockstep alternates tiny NumPy and torch operations: torch's idle worker
+    threads spin on the cores NumPy needs, which made steps 5 to 30 times slower
+    on small machines. Results stay deterministic for a given thread count.
+    """
+    import os
+
+    if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def engine_patches(engine: Any) -> list[str]:
