@@ -347,7 +347,7 @@ class Engine:
     def _recompute(self, step: int) -> StepRecord:
         """Restore the nearest checkpoint into a second instance and step forward to ``step``."""
         checkpoint = self.trace.checkpoint_before(step)
-        with _rng_preserved():
+        with rng_preserved():
             replay = self._replay_lockstep()
             replay.restore(checkpoint)
             for s in range(checkpoint.step, step):
@@ -362,7 +362,7 @@ class Engine:
 
     def _replay_lockstep(self) -> Lockstep:
         if self._replay is None:
-            with _rng_preserved():
+            with rng_preserved():
                 self._replay = Lockstep(self.scenario, self.device, TORCH_DTYPES[self.dtype_name])
         return self._replay
 
@@ -376,7 +376,7 @@ class Engine:
         if self.next_step == 0:
             pair = self.live
         else:
-            with _rng_preserved():
+            with rng_preserved():
                 pair = self._replay_lockstep()
                 pair.restore(self.trace.checkpoint_before(0))
         return {"numpy": {n: w.copy() for n, w in pair.numpy.weights.items()},
@@ -475,7 +475,7 @@ def _signature(record: StepRecord) -> tuple:
 
 
 @contextlib.contextmanager
-def _rng_preserved() -> Iterator[None]:
+def rng_preserved() -> Iterator[None]:
     """Replays restore the random generators of their checkpoint: give the live run its own back."""
     np_rng, torch_rng = np.random.get_state(), torch.get_rng_state()
     try:

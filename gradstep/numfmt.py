@@ -56,6 +56,23 @@ def fmt_array(values: np.ndarray, *, hex_bits: bool = False) -> list[str]:
     return [fmt(v, dt, hex_bits=hex_bits) for v in np.asarray(values).reshape(-1)]
 
 
+def json_number(value: float | int | np.generic | None) -> float | int | bool | str | None:
+    """A JSON-safe number: floats as themselves (json writes repr, which round-trips exactly),
+    NaN and Inf as the strings "NaN", "Infinity", "-Infinity" so the output stays strict JSON."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    x = float(value)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
+
+
 def align_decimal(texts: list[str]) -> list[str]:
     """Pad strings so their decimal points line up when right-aligned in a column."""
     fractions = [_fraction_width(t) for t in texts]

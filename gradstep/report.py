@@ -6,7 +6,6 @@ stored value at full precision, never a print option's truncation.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from rich.text import Text
 
 from gradstep.compare import Status, TensorComparison
 from gradstep.engine import Engine, RunResult
-from gradstep.numfmt import fmt, fmt_array
+from gradstep.numfmt import fmt, fmt_array, json_number
 
 MARKS = {
     Status.OK: ("✓", "green"),
@@ -236,7 +235,7 @@ def to_json(engine: Engine, result: RunResult, patches: list[str] | None = None)
         "drift": None if drift is None else {
             "first_step": drift.first_step,
             "first_tensor": drift.first_tensor,
-            "max_abs": _num(drift.max_abs),
+            "max_abs": json_number(drift.max_abs),
             "max_abs_step": drift.max_abs_step,
             "max_abs_tensor": drift.max_abs_tensor,
         },
@@ -244,8 +243,8 @@ def to_json(engine: Engine, result: RunResult, patches: list[str] | None = None)
             row["tensor"]: {
                 "status": LABELS[row["status"]],
                 "steps_out": row["steps_out"],
-                "max_abs": _num(row["max_abs"]),
-                "max_rel": _num(row["max_rel"]),
+                "max_abs": json_number(row["max_abs"]),
+                "max_rel": json_number(row["max_rel"]),
                 "worst_step": row["worst_step"],
             }
             for row in tensor_summary(engine)
@@ -255,7 +254,7 @@ def to_json(engine: Engine, result: RunResult, patches: list[str] | None = None)
             {"epoch": m.epoch, "step": m.step, "numpy": _nums(m.numpy), "torch": _nums(m.torch)}
             for m in engine.trace.metrics
         ],
-        "final": {side: {"loss": _num(v["loss"]), "weights": {n: _nested(w) for n, w in v["weights"].items()}}
+        "final": {side: {"loss": json_number(v["loss"]), "weights": {n: _nested(w) for n, w in v["weights"].items()}}
                   for side, v in final.items()},
         "error": None if result.error is None else str(result.error),
         "diagnosis": diagnosis_json(engine, result),
@@ -272,11 +271,11 @@ def _divergence_json(d: Any) -> dict[str, Any]:
         "status": LABELS[c.status],
         "local": d.local,
         "index": list(c.worst_index) if c.worst_index is not None else None,
-        "numpy": _num(c.worst_numpy),
-        "torch": _num(c.worst_torch),
-        "abs": _num(c.max_abs),
-        "rel": _num(c.max_rel),
-        "ulp": _num(c.max_ulp),
+        "numpy": json_number(c.worst_numpy),
+        "torch": json_number(c.worst_torch),
+        "abs": json_number(c.max_abs),
+        "rel": json_number(c.max_rel),
+        "ulp": json_number(c.max_ulp),
         "mismatched": c.n_bad,
         "size": c.size,
         "rtol": c.tolerance.rtol,
@@ -285,24 +284,8 @@ def _divergence_json(d: Any) -> dict[str, Any]:
     }
 
 
-def _num(value: Any) -> float | int | str | None:
-    """A JSON-safe number: exact float (json writes repr, which round-trips), or a string for NaN/Inf."""
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    x = float(value)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    return x
-
-
 def _nums(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _num(v) for k, v in values.items()}
+    return {k: json_number(v) for k, v in values.items()}
 
 
 def _nested(array: Any) -> Any:
@@ -310,7 +293,7 @@ def _nested(array: Any) -> Any:
     if arr.dtype.kind == "f" and np.isfinite(arr).all():
         return arr.astype(np.float64).tolist()  # exact: every float32 is a float64
     if arr.ndim == 0:
-        return _num(arr[()])
+        return json_number(arr[()])
     return [_nested(x) for x in arr]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from gradstep.numfmt import fmt
+from gradstep.numfmt import fmt, json_number
 
 SIDES = ("numpy", "torch", "both")
 
@@ -57,7 +57,7 @@ class Finding:
             "side": self.side,
             "function": self.function,
             "tensors": list(self.tensors),
-            "values": {k: _json_number(v) for k, v in self.values.items()},
+            "values": {k: json_number(v) for k, v in self.values.items()},
         }
 
 
@@ -74,14 +74,3 @@ def shape_text(shape: tuple[int, ...] | None) -> str:
     return "none" if shape is None else "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _json_number(value: Any) -> float | int | str | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    x = float(value)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    return x

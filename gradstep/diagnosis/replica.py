@@ -18,19 +18,9 @@ import numpy as np
 import torch
 
 from gradstep import keys
-from gradstep.engine import Engine
+from gradstep.engine import Engine, rng_preserved
 from gradstep.sides import TorchRunner
 from gradstep.trace import StepRecord
-
-
-@contextlib.contextmanager
-def rng_preserved() -> Iterator[None]:
-    np_state, torch_state = np.random.get_state(), torch.get_rng_state()
-    try:
-        yield
-    finally:
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
 
 
 @contextlib.contextmanager
