@@ -116,6 +116,24 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+@main.command("new")
+@click.argument("name")
+def new_command(name: str) -> None:
+    """Write NAME.py: a commented scenario that runs as it is, to turn into your own."""
+    import re
+    from pathlib import Path
+
+    stem = name.removesuffix(".py")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", Path(stem).name):
+        _fail(f"{name!r} is not a usable scenario name (letters, digits, _ and -)")
+    target = Path(f"{stem}.py")
+    if target.exists():
+        _fail(f"{target} exists already; nothing written")
+    template = (Path(__file__).parent / "templates" / "scenario.py").read_text()
+    target.write_text(template.replace("__NAME__", Path(stem).name))
+    Console().print(f"wrote {target}: try `gradstep check {target}` and `gradstep {target}`", highlight=False)
+
+
 @main.command("list")
 def list_command() -> None:
     """The bundled scenarios, their summaries and variants."""
