@@ -134,6 +134,45 @@ def new_command(name: str) -> None:
     Console().print(f"wrote {target}: try `gradstep check {target}` and `gradstep {target}`", highlight=False)
 
 
+@main.command("serve")
+@click.argument("scenario")
+@click.option("--variant", "-v", help="Variant to open (default: the scenario's).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--public", is_flag=True, help="Allow an address other than loopback (patches then run code here).")
+def serve_command(scenario: str, variant: str | None, host: str, port: int, public: bool) -> None:
+    """Serve the app in a browser (each visitor gets their own session), on 127.0.0.1 by default."""
+    if not _is_loopback(host) and not public:
+        _fail(f"{host} is not a loopback address: anyone who reaches it can run code on this machine "
+              "through patches. Add --public to mean it.")
+    if not _is_loopback(host):
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold yellow]warning:[/] serving on {host}: every visitor can apply patches, which run Python "
+            "code on this machine with your rights.")
+    build_server(scenario, variant, host, port).serve()
+
+
+def build_server(scenario: str, variant: str | None, host: str, port: int) -> Any:
+    """A textual-serve server that runs `gradstep SCENARIO` for each browser session."""
+    import shlex
+
+    from textual_serve.server import Server
+
+    command = [sys.executable, "-m", "gradstep", scenario, *(["--variant", variant] if variant else [])]
+    return Server(shlex.join(command), host=host, port=port, title=f"gradstep {scenario}")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @main.command("list")
 def list_command() -> None:
     """The bundled scenarios, their summaries and variants."""
