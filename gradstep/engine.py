@@ -96,6 +96,8 @@ class Lockstep:
         except (KeyError, ValueError) as error:
             raise ScenarioError("torch", "mapping", error) from error
         self.steps_per_epoch = int(self.data.steps_per_epoch)
+        # Whether the NumPy step draws from np.random: learnt on the first step.
+        self.numpy_draws_random: bool | None = None
 
     def position(self, step: int) -> tuple[int, int]:
         return divmod(step, self.steps_per_epoch)
@@ -104,7 +106,8 @@ class Lockstep:
         epoch, index = self.position(step)
         batch = self.data.batch(epoch, index)
         try:
-            numpy_out = self.numpy.step(batch)
+            numpy_step = self._first_numpy_step if self.numpy_draws_random is None else self.numpy.step
+            numpy_out = numpy_step(batch)
             if self.torch.retain is None:  # learnt from the first step's NumPy gradients
                 self.torch.retain = self._activation_grads(numpy_out)
             torch_out = self.torch.step(batch)
@@ -115,6 +118,14 @@ class Lockstep:
         if index == self.steps_per_epoch - 1:
             record.metrics = {"numpy": self.numpy.metrics(self.data), "torch": self.torch.metrics(self.data)}
         return record
+
+    def _first_numpy_step(self, batch: Any) -> dict[str, np.ndarray]:
+        """The first NumPy step, watching whether it draws from np.random (most do not)."""
+        before = np.random.get_state()
+        out = self.numpy.step(batch)
+        after = np.random.get_state()
+        self.numpy_draws_random = before[2] != after[2] or not np.array_equal(before[1], after[1])
+        return out
 
     def _activation_grads(self, numpy_out: dict[str, np.ndarray]) -> tuple[str, ...]:
         """Activations whose gradients the NumPy side reports: torch must retain theirs."""
@@ -140,14 +151,17 @@ class Lockstep:
             torch_w = record.torch.get(keys.before(name))
             start[name] = numpy_w if torch_w is None else np.asarray(torch_w).astype(numpy_w.dtype)
         batch = self.data.batch(record.epoch, record.index)
-        rng = np.random.get_state()  # the re-run must not shift the NumPy side's random stream
+        # The re-run must not shift the NumPy side's random stream, if it draws from one:
+        # saving the generator costs more than the step itself, so only then.
+        rng = np.random.get_state() if self.numpy_draws_random is not False else None
         try:
             return self.numpy.step(batch, weights=start)
         except ScenarioError as error:
             error.step = record.step
             raise
         finally:
-            np.random.set_state(rng)
+            if rng is not None:
+                np.random.set_state(rng)
 
     @staticmethod
     def numpy_weight_names(record: StepRecord) -> list[str]:
@@ -191,7 +205,9 @@ class Engine:
             raise EngineError("--rtol and --atol must be given together")
         self.rtol, self.atol = rtol, atol
         self.tf32 = _set_tf32(self.device, tf32)
-        self.live = Lockstep(scenario, self.device, TORCH_DTYPES[self.dtype_name])
+        with rng_preserved():
+            self.live = Lockstep(scenario, self.device, TORCH_DTYPES[self.dtype_name])
+            self._rng = np.random.get_state(), torch.get_rng_state()  # the streams right after set-up
         self.trace = trace or Trace()
         self.steps_per_epoch = self.live.steps_per_epoch
         self.total_steps = scenario.epochs * self.steps_per_epoch
@@ -207,6 +223,28 @@ class Engine:
     # ---- stepping ----------------------------------------------------------
     def step(self) -> StepRecord:
         """Run the next step on both sides, compare and record it."""
+        with self._own_rng():
+            return self._step()
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Step on this engine's own random streams, whatever else ran in the process meanwhile.
+
+        Two engines (a patch's replay beside the run it replaces) or a diagnosis
+        would otherwise draw from one global np.random / torch stream, and a
+        scenario that draws inside its steps would depend on what ran before.
+        """
+        outer = np.random.get_state(), torch.get_rng_state()
+        np.random.set_state(self._rng[0])
+        torch.set_rng_state(self._rng[1])
+        try:
+            yield
+        finally:
+            self._rng = np.random.get_state(), torch.get_rng_state()
+            np.random.set_state(outer[0])
+            torch.set_rng_state(outer[1])
+
+    def _step(self) -> StepRecord:
         step = self.next_step
         if self.trace.wants_checkpoint(step):
             self._checkpoint(step)
@@ -236,19 +274,20 @@ class Engine:
         stopped = "end" if target >= self.total_steps else "steps"
         start = self.next_step
         try:
-            while self.next_step < target:
-                if cancelled is not None and cancelled():
-                    stopped = "cancelled"
-                    break
-                self.step()
-                if progress is not None:
-                    progress(self.next_step - start, target - start)
-                if until == "divergence" and self.first_divergence is not None:
-                    stopped = "divergence"
-                    break
-                if until == "nonfinite" and self.first_nonfinite is not None:
-                    stopped = "nonfinite"
-                    break
+            with self._own_rng():
+                while self.next_step < target:
+                    if cancelled is not None and cancelled():
+                        stopped = "cancelled"
+                        break
+                    self._step()
+                    if progress is not None:
+                        progress(self.next_step - start, target - start)
+                    if until == "divergence" and self.first_divergence is not None:
+                        stopped = "divergence"
+                        break
+                    if until == "nonfinite" and self.first_nonfinite is not None:
+                        stopped = "nonfinite"
+                        break
         except ScenarioError as error:
             self.last_error = error
             return self.result("error", error)

@@ -82,6 +82,17 @@ def test_old_steps_are_recomputed_bit_identical_from_checkpoints(chaos_path):
     assert bounded.record(drifted).local is not None  # the local error is recomputed too
 
 
+def test_recompute_is_exact_when_the_numpy_step_draws_random_numbers(chaos_path):
+    keep_all = engine_for(chaos_path, "noisy", window_bytes=1 << 30)
+    bounded = engine_for(chaos_path, "noisy", window_bytes=1, interval=4, max_checkpoints=8)
+    keep_all.run()
+    bounded.run()
+    assert keep_all.live.numpy_draws_random
+    assert (keep_all.trace.status == Status.DRIFT).any()  # local re-runs happened along the way
+    for step in (3, 50, 101, 180):
+        assert_same_record(keep_all.record(step), bounded.record(step))
+
+
 def test_checkpoints_stay_bounded_however_long_the_run(chaos_path):
     engine = engine_for(chaos_path, "fixed", window_bytes=1, interval=2, max_checkpoints=8)
     engine.run()
