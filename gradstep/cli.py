@@ -251,10 +251,15 @@ def _run_with_progress(engine: Any, steps: int) -> Any:
 
 @main.command("open", hidden=True)
 @run_options
+@click.option("--patch", "patch_file", type=click.Path(dir_okay=False),
+              help="Apply the patches in this file (as saved by the app) before opening.")
 def open_command(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
-                 atol: float | None, no_tf32: bool, hex_bits: bool) -> None:
-    """Open SCENARIO in the debugger, on step 0 before any update."""
-    engine = build_engine(scenario, variant, device, dtype, rtol, atol, no_tf32)
+                 atol: float | None, no_tf32: bool, hex_bits: bool, patch_file: str | None) -> None:
+    """Open SCENARIO in the debugger, on step 0 before any update.
+
+    --patch FILE runs code from FILE (patches are Python): use only files you trust.
+    """
+    engine = build_engine(scenario, variant, device, dtype, rtol, atol, no_tf32, patch_file)
     from gradstep.tui import create_app
 
     try:

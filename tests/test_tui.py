@@ -9,11 +9,19 @@ import pytest
 from textual.widgets import Input
 
 from gradstep.compare import Status
-from gradstep.tui.bindings import ENGINE_BINDINGS, VIEW_BINDINGS
+from gradstep.tui.bindings import DIAGNOSIS_BINDINGS, EDITOR_BINDINGS, ENGINE_BINDINGS, PATCH_BINDINGS, VIEW_BINDINGS
 from gradstep.tui.frame import INITIAL
 from gradstep.tui.grid_model import DiffMode
 from gradstep.tui.screens import FindScreen, HelpScreen, NumberPrompt
-from gradstep.tui.widgets import ElementDetail, ErrorBanner, LossPlot, StatusBar, TensorGrid, TensorNavigator
+from gradstep.tui.widgets import (
+    ElementDetail,
+    ErrorBanner,
+    FindingList,
+    LossPlot,
+    StatusBar,
+    TensorGrid,
+    TensorNavigator,
+)
 from tests.test_tui_helpers import BIG, CHAOS, FAULTS, lines, make_app, press, run_async, settle, shown, type_text
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -401,7 +409,9 @@ async def test_help_lists_every_binding_with_what_it_does():
         await press(pilot, "question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = shown(app.screen.query_one("#help-table"))
-        for binding in (*ENGINE_BINDINGS, *VIEW_BINDINGS, *TensorGrid.BINDINGS):
+        everything = (*ENGINE_BINDINGS, *PATCH_BINDINGS, *EDITOR_BINDINGS, *DIAGNOSIS_BINDINGS,
+                      *FindingList.BINDINGS, *VIEW_BINDINGS, *TensorGrid.BINDINGS)
+        for binding in everything:
             assert binding.id in text and (binding.tooltip or binding.description)[:30] in text
         for mark in "✓~◐▭!✗":
             assert mark in text

@@ -59,3 +59,79 @@ def lines(widget) -> list[str]:
 
 def shown(widget) -> str:
     return "\n".join(lines(widget))
+
+
+# ---- the patch editor -----------------------------------------------------------------
+
+
+def editor_text(pilot) -> str:
+    from textual.widgets import TextArea
+
+    return pilot.app.screen.query_one(TextArea).text
+
+
+async def open_editor(pilot, target: str) -> None:
+    """``f`` opens the editor; ``ctrl+o`` the list of formulas; arrows and Enter pick ``target``."""
+    from gradstep.patch import TARGETS
+    from gradstep.tui.screens import PatchEditor
+
+    if not isinstance(pilot.app.screen, PatchEditor):
+        await press(pilot, "f")
+    editor = pilot.app.screen
+    assert isinstance(editor, PatchEditor)
+    if editor.target == target:
+        return
+    here, there = list(TARGETS).index(editor.target), list(TARGETS).index(target)
+    await pilot.press("ctrl+o", *(["down"] * (there - here) if there > here else ["up"] * (here - there)), "enter")
+    await settle(pilot)
+    assert editor.target == target and editor.text_area.has_focus
+
+
+async def _go_to_line(pilot, containing: str) -> None:
+    from textual.widgets import TextArea
+
+    area = pilot.app.screen.query_one(TextArea)
+    row = next(i for i, line in enumerate(area.text.splitlines()) if containing in line)
+    here = area.cursor_location[0]
+    await pilot.press(*(["down"] * (row - here) if row > here else ["up"] * (here - row)))
+    assert area.cursor_location[0] == row
+
+
+async def replace_line(pilot, containing: str, new: str, paste: bool = False) -> None:
+    """Put the cursor on the line containing ``containing``, select its code and type (or paste) ``new`` over it.
+
+    Typing costs some 70 ms a key through the pilot: long lines are pasted, as from the thread that found them.
+    """
+    await _go_to_line(pilot, containing)
+    await pilot.press("end", "shift+home")  # home goes to the first non-blank: the indent stays
+    if paste:
+        from textual import events
+
+        pilot.app.post_message(events.Paste(new))  # the terminal's bracketed paste, to the focused editor
+        await pilot.pause()
+    else:
+        await type_text(pilot, new)
+
+
+async def append_to_line(pilot, containing: str, text: str) -> None:
+    """Type ``text`` at the end of the line containing ``containing``."""
+    await _go_to_line(pilot, containing)
+    await pilot.press("end")
+    await type_text(pilot, text)
+
+
+async def add_line_after(pilot, containing: str, new: str) -> None:
+    """A new line after the one containing ``containing``, indented like it (the editor does not indent)."""
+    from textual.widgets import TextArea
+
+    await _go_to_line(pilot, containing)
+    area = pilot.app.screen.query_one(TextArea)
+    line = area.text.splitlines()[area.cursor_location[0]]
+    await pilot.press("end", "enter")
+    await type_text(pilot, " " * (len(line) - len(line.lstrip())) + new)
+
+
+async def apply_patch(pilot) -> None:
+    await press(pilot, "ctrl+r")
+    while pilot.app.busy:
+        await settle(pilot)

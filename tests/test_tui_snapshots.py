@@ -7,7 +7,7 @@ Regenerate after a deliberate change, having looked at the new screens:
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, TextArea
 
 from tests.test_tui_helpers import BIG, make_app
 
@@ -15,9 +15,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
 @pytest.fixture(autouse=True)
-def frozen_cursor(monkeypatch):
-    """No blinking cursor in an Input: the snapshot must not depend on when it is taken."""
+def frozen_cursor(monkeypatch, tmp_path):
+    """No blinking cursor in an Input or the editor: the snapshot must not depend on when it is taken.
+
+    Patches would be saved under $XDG_STATE_HOME: a temporary one.
+    """
     monkeypatch.setattr(Input, "cursor_blink", False)
+    monkeypatch.setattr(TextArea, "cursor_blink", False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
 
 
 async def settled(pilot) -> None:
@@ -59,3 +64,15 @@ def test_big_tensor_scrolled(snap_compare):
 def test_help_screen(snap_compare):
     """Every binding, its keys, what it does and its id; the status marks."""
     assert snap_compare(make_app(), run_before=keys_then_settle("question_mark"), terminal_size=(120, 50))
+
+
+def test_patch_editor_with_an_error(snap_compare):
+    """The editor on the NumPy backward, a syntax error typed on line 3: refused, the line marked, the text kept."""
+
+    async def run_before(pilot) -> None:
+        await keys_then_settle("n", "f")(pilot)
+        await pilot.press("down", "down", "end", "shift+home", *"grad_y", "space", "equals_sign", "space",
+                          "left_parenthesis")
+        await keys_then_settle("ctrl+r")(pilot)
+
+    assert snap_compare(make_app(), run_before=run_before, terminal_size=(120, 34))

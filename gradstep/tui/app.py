@@ -7,6 +7,12 @@ back; the UI thread never touches the engine. Long runs report progress and
 stop between steps when asked (``engine.run(cancelled=...)``); while one is
 in flight the stepping bindings are disabled. A scenario error arrives as a
 frame with ``error`` set: shown, and the app goes on.
+
+The same worker validates and replays patches (a :class:`PatchDone` comes
+back; a replay is a long run: progress, escape cancels it and keeps the
+previous engine) and runs the diagnosis, once per engine at its first
+divergence and on the ``diagnose`` key at the step shown, when no other job is
+in flight (:class:`DiagnosisReady`).
 """
 
 from __future__ import annotations
@@ -20,20 +26,33 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import App
+from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from gradstep.engine import Engine
-from gradstep.tui.bindings import ENGINE_BINDINGS, VIEW_BINDINGS
+from gradstep.patch import TARGETS, Patch
+from gradstep.tui.bindings import (
+    DIAGNOSIS_BINDINGS,
+    EDITOR_BINDINGS,
+    ENGINE_BINDINGS,
+    PATCH_BINDINGS,
+    VIEW_BINDINGS,
+)
+from gradstep.tui.findings import Diagnosis
 from gradstep.tui.frame import INITIAL, Frame
 from gradstep.tui.keymap import load_keymap
-from gradstep.tui.messages import FrameReady, RunProgress
+from gradstep.tui.messages import DiagnosisReady, FrameReady, PatchDone, RunProgress
 from gradstep.tui.presenter import error_text
-from gradstep.tui.screens import HelpScreen, MainScreen, NumberPrompt
+from gradstep.tui.screens import HelpScreen, MainScreen, NumberPrompt, PatchEditor
+from gradstep.tui.screens.help import key_display
 from gradstep.tui.session import Debugger
-from gradstep.tui.widgets import RunBar, TensorGrid
+from gradstep.tui.widgets import FindingList, RunBar, TensorGrid
 
 # Moves that need the engine: disabled (and dimmed in the footer) while a run is in flight.
-_ENGINE_ACTIONS = {"step", "step_back", "jump", "continue_run", "run_nonfinite", "run_steps", "run_end"}
+_ENGINE_ACTIONS = {"step", "step_back", "jump", "continue_run", "run_nonfinite", "run_steps", "run_end",
+                   "edit_patch", "undo_patch", "redo_patch", "reset_patches"}
+_DEFAULT_KEYS = {b.id: b.key for b in (*ENGINE_BINDINGS, *PATCH_BINDINGS, *DIAGNOSIS_BINDINGS, *EDITOR_BINDINGS,
+                                       *VIEW_BINDINGS, *FindingList.BINDINGS)}
 _QUEUE = 8  # single steps pressed ahead of the worker, kept rather than dropped
 
 
@@ -52,7 +71,12 @@ class GradstepApp(App[None]):
         self.user_keymap = dict(keymap or {})
         self._cancel = threading.Event()
         self._queued: deque[str] = deque()
+        self._deferred: Callable[[], None] | None = None  # a patch move asked for while a short job ran
         self._main = MainScreen(hex_bits=hex_bits)
+        self.diagnosis: Diagnosis | None = None
+        self._diagnosis_wanted: tuple[int | None] | None = None  # (the step, or None: the first divergence)
+        self._diagnosing: int | None = None  # the step being diagnosed, for the pane's title
+        self._auto_diagnosed = -1  # the engine generation whose first divergence was diagnosed
 
     def on_mount(self) -> None:
         if self.user_keymap:
@@ -65,18 +89,28 @@ class GradstepApp(App[None]):
         return self._main
 
     # ---- the one engine worker -------------------------------------------
-    def _start(self, job: Callable[[], Frame], long_run: str | None = None) -> None:
+    def _start(self, job: Callable[[], Frame | Message], long_run: str | None = None) -> None:
         self.busy = True
         if long_run:
             self.running = True
             self._cancel.clear()
-            self.main.query_one(RunBar).start(long_run, self._key_for("interrupt", "escape"))
+            for bar in self._run_bars():
+                bar.start(long_run, self._key_for("interrupt", "escape"))
             self.refresh_bindings()
         self._engine_job(job)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
-    def _engine_job(self, job: Callable[[], Frame]) -> None:
-        self.post_message(FrameReady(job()))
+    def _engine_job(self, job: Callable[[], Frame | Message]) -> None:
+        result = job()
+        self.post_message(result if isinstance(result, Message) else FrameReady(result))
+
+    def _run_bars(self) -> list[RunBar]:
+        editor = self.editor
+        return [self.main.query_one(RunBar), *([editor.query_one(RunBar)] if editor is not None else [])]
+
+    @property
+    def editor(self) -> PatchEditor | None:
+        return next((s for s in self.screen_stack if isinstance(s, PatchEditor)), None)
 
     def _progress(self) -> Callable[[int, int], None]:
         last = [0.0]
@@ -99,16 +133,19 @@ class GradstepApp(App[None]):
         if frame.error is not None:
             self.last_error = error_text(frame.error)
             self._queued.clear()
-        elif self.frame is not None and frame.frontier > self.frame.frontier:
+        elif self.frame is not None and (frame.frontier > self.frame.frontier
+                                         or frame.generation != self.frame.generation):
             self.last_error = None
         self.frame, self.view_step = frame, frame.step
         self.main.show_frame(frame, self.last_error)
         if frame.notice:
             self.notify(frame.notice, timeout=4)
+        self._diagnosis_for(frame)
 
     @on(RunProgress)
     def _run_progress(self, message: RunProgress) -> None:
-        self.main.query_one(RunBar).advance(message.done, message.total)
+        for bar in self._run_bars():
+            bar.advance(message.done, message.total)
 
     @on(Worker.StateChanged)
     def _worker_done(self, event: Worker.StateChanged) -> None:
@@ -122,11 +159,17 @@ class GradstepApp(App[None]):
         self.busy = False
         if self.running:
             self.running = False
-            self.main.query_one(RunBar).stop()
+            for bar in self._run_bars():
+                bar.stop()
             self.refresh_bindings()
         if self._queued:
             move = self._queued.popleft()
             (self.action_step if move == "step" else self.action_step_back)()
+        elif self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            deferred()
+        else:
+            self._start_diagnosis()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "interrupt":
@@ -137,6 +180,10 @@ class GradstepApp(App[None]):
 
     def _key_for(self, binding_id: str, default: str) -> str:
         return self.user_keymap.get(binding_id, default)
+
+    def key_names(self, binding_id: str) -> str:
+        """The keys of a binding as the user has them, for messages: ``ctrl+r f5``."""
+        return key_display(self.user_keymap.get(binding_id) or _DEFAULT_KEYS.get(binding_id, "?"))
 
     # ---- moves -----------------------------------------------------------
     def _queue_or_start(self, move: str, job: Callable[[], Frame]) -> None:
@@ -199,9 +246,130 @@ class GradstepApp(App[None]):
         if self.running:
             self._cancel.set()
 
+    # ---- patches: the editor, apply, undo, redo, reset (each a replay) ----------------
+    def action_edit_patch(self) -> None:
+        if self.running:
+            return
+        session = self.debugger.patches
+        target = session.last_target or self._suggested_target() or "numpy.backward"
+        scenario = f"{session.base.name} ({session.base.variant})"
+        self.push_screen(PatchEditor(session, target, scenario))
+
+    def _suggested_target(self) -> str | None:
+        """The formula the diagnosis blames first, if it is one that can be patched."""
+        findings = self.diagnosis.findings if self.diagnosis is not None else ()
+        return next((f.function for f in findings if f.function in TARGETS), None)
+
+    def apply_patch(self, target: str, text: str) -> bool:
+        """Validate and replay with ``text`` as ``target``; False when it waits for the job in flight."""
+        if self.busy:
+            if not self.running:
+                self._deferred = lambda: self.apply_patch(target, text)
+            return False
+        view, patch = self.view_step, Patch(target, text)
+        self._long(f"replaying to step {max(view, 0)} with {target}",
+                   lambda p, c: PatchDone(self.debugger.patches.apply(self.debugger, patch, view, p, c)))
+        return True
+
+    def action_undo_patch(self) -> None:
+        self._patch_move("undo", "undoing a patch", bool(self.debugger.patches.history.applied),
+                         "no patch to undo")
+
+    def action_redo_patch(self) -> None:
+        self._patch_move("redo", "redoing a patch", bool(self.debugger.patches.history.undone),
+                         "no patch to redo")
+
+    def action_reset_patches(self) -> None:
+        self._patch_move("reset", "resetting to the original", bool(self.debugger.patches.history.applied),
+                         "no patch in force: this is the scenario's original")
+
+    def _patch_move(self, action: str, what: str, possible: bool, otherwise: str) -> None:
+        if not possible:
+            self.notify(otherwise)
+            return
+        if self.busy:
+            if not self.running:
+                self._deferred = lambda: self._patch_move(action, what, possible, otherwise)
+            return
+        view, session = self.view_step, self.debugger.patches
+        move = getattr(session, action)
+        self._long(f"{what}: replaying to step {max(view, 0)}", lambda p, c: PatchDone(move(self.debugger, view, p, c)))
+
+    @on(PatchDone)
+    def _patch_done(self, message: PatchDone) -> None:
+        outcome = message.outcome
+        if outcome.frame is not None:
+            self._frame_ready(FrameReady(outcome.frame))
+        editor = self.editor
+        if editor is not None:
+            editor.show_outcome(outcome)
+        if outcome.changed:
+            saved = f"\nsaved to {outcome.saved}" if outcome.saved else ""
+            self.notify(outcome.message + saved, title="patch", timeout=8)
+            if outcome.save_error:
+                self.notify(outcome.save_error, severity="error", timeout=10)
+        elif editor is None:
+            self.notify(outcome.message, severity="information" if outcome.kind == "nothing" else "error",
+                        timeout=8)
+
+    # ---- diagnosis -----------------------------------------------------------------
+    def _diagnosis_for(self, frame: Frame) -> None:
+        """Once per engine, diagnose its first divergence; drop a diagnosis of an engine replaced since."""
+        if self.diagnosis is not None and self.diagnosis.generation != frame.generation:
+            self.diagnosis = None
+            self._show_diagnosis()
+        if frame.first_divergence is not None and self._auto_diagnosed != frame.generation:
+            self._auto_diagnosed = frame.generation
+            self._want_diagnosis(None, frame.first_divergence[0])
+
+    def diagnose_step(self) -> None:
+        """The ``diagnose`` key: the step shown."""
+        self._want_diagnosis(self.view_step, self.view_step)
+
+    def _want_diagnosis(self, step: int | None, shown: int) -> None:
+        self._diagnosis_wanted = (step,)
+        self._diagnosing = shown
+        self._show_diagnosis()
+        if not self.busy:
+            self._start_diagnosis()
+
+    def _start_diagnosis(self) -> None:
+        if self._diagnosis_wanted is None or self.busy:
+            return
+        (step,) = self._diagnosis_wanted
+        self._diagnosis_wanted = None
+        self._start(lambda: DiagnosisReady(self.debugger.diagnose(step)))
+
+    @on(DiagnosisReady)
+    def _diagnosis_ready(self, message: DiagnosisReady) -> None:
+        diagnosis = message.diagnosis
+        if self._diagnosis_wanted is None:
+            self._diagnosing = None
+        if self.frame is None or diagnosis.generation == self.frame.generation:
+            self.diagnosis = diagnosis  # (not one of an engine a patch has replaced since)
+        self._show_diagnosis()
+
+    def _show_diagnosis(self) -> None:
+        self.main.show_diagnosis(self.diagnosis, self._diagnosing, self.key_names("diagnose"))
+
+    def show_evidence(self, step: int | None, tensor: str | None) -> None:
+        """Go to a finding's step with its tensor selected."""
+        if step is None:
+            self.notify("this finding names no step", severity="warning")
+            return
+        if self.busy:
+            if not self.running:
+                self._deferred = lambda: self.show_evidence(step, tensor)
+            return
+        view = self.view_step
+        self._start(lambda: self.debugger.show_tensor(step, tensor, view))
+
     def action_help(self) -> None:
         sections = [
             ("Stepping and running", ENGINE_BINDINGS),
+            ("Patching (each move replays from step 0)", PATCH_BINDINGS),
+            ("In the patch editor", EDITOR_BINDINGS),
+            ("Diagnosis", [*DIAGNOSIS_BINDINGS, *FindingList.BINDINGS]),
             ("Looking", VIEW_BINDINGS),
             ("Moving in the tensor", list(TensorGrid.BINDINGS)),
         ]

@@ -1,4 +1,4 @@
-"""Every key of the main screen, named for what it does; each has an id, so users can remap it.
+"""Every key of the main screen and the patch editor, named for what it does; each has an id, so users can remap it.
 
 Moves that need the engine are app actions (``app.step``); the rest act on
 the view. The footer shows them in this order, so the stepping keys come
@@ -44,4 +44,34 @@ VIEW_BINDINGS = [
             id="previous_slice", show=False),
     Binding("t", "pane('tensors')", "Tensors", tooltip="Show (compact) or focus the tensor list", id="show_tensors"),
     Binding("p", "pane('plot')", "Plot", tooltip="Show or hide the loss plot", id="show_plot"),
+]
+
+PATCH_BINDINGS = [
+    Binding("f", "app.edit_patch", "Patch", tooltip="Patch a formula in the editor; applying replays from step 0",
+            id="edit_patch"),
+    Binding("u", "app.undo_patch", "Undo patch", tooltip="Undo the last patch (replays from step 0)",
+            id="undo_patch"),
+    Binding("U", "app.redo_patch", "Redo patch", tooltip="Redo the patch undone last (replays from step 0)",
+            id="redo_patch", show=False),
+    Binding("R", "app.reset_patches", "Reset patches",
+            tooltip="Back to the scenario's original formulas (replays; redo brings the patches back)",
+            id="reset_patches", show=False),
+]
+
+DIAGNOSIS_BINDINGS = [
+    Binding("a", "diagnosis", "Diagnose",
+            tooltip="Diagnose the step shown and show the findings (again: back to the tensor)", id="diagnose"),
+]
+
+# The patch editor: keys a TextArea does not type (priority, so they work with the cursor in the text).
+EDITOR_BINDINGS = [
+    Binding("ctrl+r,f5", "apply", "Apply & replay",
+            tooltip="Check the patch on the step's inputs, swap it in and replay from step 0 to the step",
+            id="patch_apply", priority=True),
+    Binding("escape", "close", "Close", tooltip="Close the editor, keeping the text; during a replay: cancel it",
+            id="patch_close", priority=True),
+    Binding("ctrl+o", "choose", "Formulas", tooltip="Choose the formula to edit (Enter opens it)",
+            id="patch_choose", priority=True),
+    Binding("f2", "revert", "Revert", tooltip="Put back the formula in force, dropping the text typed",
+            id="patch_revert", priority=True),
 ]

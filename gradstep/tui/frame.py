@@ -86,6 +86,10 @@ class Frame:
     error: ErrorInfo | None = None
     notice: str = ""
     focus_key: str | None = None  # a tensor to select (the divergence a run stopped at)
+    patches: tuple[str, ...] = ()  # the targets with a patch in force
+    replayed: bool = False  # a patch move replayed the run: the status says how the divergence moved
+    divergence_before: tuple[int, str] | None = None  # the first divergence before that replay
+    generation: int = 0  # which engine: every patch replay makes a new one
 
     def entry(self, key: str) -> TensorEntry | None:
         return next((e for e in self.entries if e.key == key), None)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from gradstep.tui.findings import Diagnosis
 from gradstep.tui.frame import Frame
+from gradstep.tui.patching import PatchOutcome
 
 
 class FrameReady(Message):
@@ -21,3 +23,19 @@ class RunProgress(Message):
     def __init__(self, done: int, total: int) -> None:
         super().__init__()
         self.done, self.total = done, total
+
+
+class PatchDone(Message):
+    """A patch move (apply, undo, redo, reset) finished: ``outcome.frame`` is set when it changed the run."""
+
+    def __init__(self, outcome: PatchOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+class DiagnosisReady(Message):
+    """The findings of one step, ranked."""
+
+    def __init__(self, diagnosis: Diagnosis) -> None:
+        super().__init__()
+        self.diagnosis = diagnosis

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from gradstep.compare import Status
 from gradstep.numfmt import fmt, shortest
 from gradstep.tui.frame import INITIAL, ErrorInfo, Frame, TensorEntry
+from gradstep.tui.patching import change_text
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class StatusView:
     losses: str
     divergence: str
     diverged: bool
+    patches: str = ""  # "patches: numpy.backward, torch.loss", "" when none is in force
 
 
 def entry_view(entry: TensorEntry) -> EntryView:
@@ -56,13 +58,17 @@ def status_view(frame: Frame, hex_bits: bool = False) -> StatusView:
         losses = "loss: none yet (no step run)"
     else:
         losses = f"loss NumPy {_maybe(frame.loss_numpy, hex_bits)}  torch {_maybe(frame.loss_torch, hex_bits)}"
-    if frame.first_divergence is None:
+    mark = "✗ " if frame.first_divergence is not None else ""
+    if frame.replayed:  # after a patch move: how the first divergence moved
+        divergence = mark + change_text(frame.divergence_before, frame.first_divergence)
+    elif frame.first_divergence is None:
         divergence = "first divergence: none so far"
     else:
         step, tensor = frame.first_divergence
         divergence = f"✗ first divergence: step {step}, {tensor}"
+    patches = f"patches: {', '.join(frame.patches)}" if frame.patches else ""
     return StatusView(f"{frame.scenario} ({frame.variant})", position, where, losses, divergence,
-                      frame.first_divergence is not None)
+                      frame.first_divergence is not None, patches)
 
 
 def error_text(error: ErrorInfo) -> str:

@@ -12,20 +12,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gradstep.diagnosis import diagnose
 from gradstep.engine import Engine
 from gradstep.sides import ScenarioError
+from gradstep.tui.findings import Diagnosis
 from gradstep.tui.frame import INITIAL, ErrorInfo, Frame, PhaseMap, build_frame
+from gradstep.tui.patching import PatchSession
 
 Progress = Callable[[int, int], None]
 Cancelled = Callable[[], bool]
 
 
 class Debugger:
-    """One engine and the moves the app makes on it."""
+    """One engine and the moves the app makes on it; a patch replay swaps in a new engine."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
         self.phases = PhaseMap()
+        self.patches = PatchSession(engine)
+        self.generation = 0
+        self.replayed = False
+        self.divergence_before: tuple[int, str] | None = None
 
     @property
     def last_step(self) -> int:
@@ -33,7 +40,40 @@ class Debugger:
         return self.engine.next_step - 1
 
     def show(self, step: int) -> Frame:
-        return build_frame(self.engine, max(INITIAL, min(step, self.last_step)), self.phases)
+        frame = build_frame(self.engine, max(INITIAL, min(step, self.last_step)), self.phases)
+        return frame.with_(patches=tuple(self.patches.in_force()), replayed=self.replayed,
+                           divergence_before=self.divergence_before, generation=self.generation)
+
+    def replace(self, engine: Engine, divergence_before: tuple[int, str] | None) -> None:
+        """Swap in ``engine`` (a patch replay's), remembering where the run diverged before it."""
+        self.engine = engine
+        self.phases = PhaseMap()
+        self.generation += 1
+        self.replayed = True
+        self.divergence_before = divergence_before
+
+    def show_tensor(self, step: int, key: str | None, view: int) -> Frame:
+        """Go to ``step`` (running up to it if needed) with tensor ``key`` selected: a finding's evidence."""
+        frame = self.goto(step, view)
+        if key is not None and frame.entry(key) is None:
+            return frame.with_(notice=f"{key} is not a tensor of step {frame.step}")
+        return frame.with_(focus_key=key)
+
+    def diagnose(self, step: int | None) -> Diagnosis:
+        """The ranked findings at ``step`` (None: at the first divergence)."""
+        first = self.engine.first_divergence
+        at = step if step is not None else (first.step if first is not None else None)
+        if at is None or at < 0:
+            why = "no divergence so far: nothing to diagnose" if at is None else \
+                "the initial weights: nothing has run yet to diagnose (step first)"
+            return Diagnosis(self.generation, at, (), at_divergence=False, auto=step is None, error=why)
+        try:
+            findings = tuple(diagnose(self.engine, at))
+        except Exception as error:  # a diagnosis is advice: its failure must not stop the debugger
+            return Diagnosis(self.generation, at, (), at_divergence=False, auto=step is None,
+                             error=f"the diagnosis failed: {type(error).__name__}: {error}")
+        at_divergence = first is not None and first.step == at
+        return Diagnosis(self.generation, at, findings, at_divergence=at_divergence, auto=step is None)
 
     def forward(self, view: int) -> Frame:
         """One step on from ``view``: an old step from the trace, or a new one at the frontier."""

@@ -37,7 +37,7 @@ class HelpScreen(ModalScreen[None]):
             table.add_row("", f"[b u]{title}[/]", "")
             for binding in bindings:
                 keys = self.keymap.get(binding.id or "", binding.key)
-                table.add_row(_display(keys), binding.tooltip or binding.description, binding.id or "")
+                table.add_row(key_display(keys), binding.tooltip or binding.description, binding.id or "")
         legend = "  ".join(f"{mark(status)} {label(status)}" for status in Status)
         table.add_row("marks", legend, "")
         table.add_row("", "In the grid, ✗ (or ! for NaN/Inf) before an element: out of tolerance.", "")
@@ -56,5 +56,6 @@ _NAMES = {
 }
 
 
-def _display(keys: str) -> str:
+def key_display(keys: str) -> str:
+    """``full_stop,comma`` as ``. ,``: the keys as they are typed."""
     return " ".join(_NAMES.get(k.strip(), k.strip()) for k in keys.split(","))

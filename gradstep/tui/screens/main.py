@@ -1,8 +1,9 @@
-"""The main screen: navigator, tensor grid, element detail, status line, loss plot, footer.
+"""The main screen: navigator, tensor grid, element detail, status line, loss plot, diagnosis, footer.
 
-It shows frames (``show_frame``) and owns the view-only moves: which tensor,
-which element, hex or decimal, which difference, which slice, which pane in
-the compact layout. Moves that need the engine are the app's.
+It shows frames (``show_frame``) and diagnoses (``show_diagnosis``) and owns
+the view-only moves: which tensor, which element, hex or decimal, which
+difference, which slice, which pane in the compact layout. Moves that need the
+engine are the app's.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from gradstep import keys
-from gradstep.tui.bindings import ENGINE_BINDINGS, VIEW_BINDINGS
+from gradstep.tui.bindings import DIAGNOSIS_BINDINGS, ENGINE_BINDINGS, PATCH_BINDINGS, VIEW_BINDINGS
+from gradstep.tui.findings import Diagnosis, evidence_target
 from gradstep.tui.frame import INITIAL, Frame, TensorEntry
 from gradstep.tui.grid_model import DiffMode, GridModel
 from gradstep.tui.presenter import entry_view, status_view, tensor_title
 from gradstep.tui.screens.find import FindScreen
 from gradstep.tui.widgets import (
+    DiagnosisPane,
     ElementDetail,
     ErrorBanner,
     LossPlot,
@@ -36,7 +39,7 @@ COMPACT_WIDTH, COMPACT_HEIGHT = 120, 34
 
 
 class MainScreen(Screen):
-    BINDINGS: ClassVar[list[BindingType]] = [*ENGINE_BINDINGS, *VIEW_BINDINGS]
+    BINDINGS: ClassVar[list[BindingType]] = [*ENGINE_BINDINGS, *PATCH_BINDINGS, *DIAGNOSIS_BINDINGS, *VIEW_BINDINGS]
 
     def __init__(self, hex_bits: bool = False) -> None:
         super().__init__()
@@ -45,7 +48,7 @@ class MainScreen(Screen):
         self.hex_bits = hex_bits
         self.mode = DiffMode.ABS
         self.model: GridModel | None = None
-        self.pane = "grid"  # in the compact layout: which of grid / tensors / plot fills the body
+        self.pane = "grid"  # in the compact layout: which of grid / tensors / plot / diagnosis fills the body
         self._detail_shown: tuple | None = None
 
     def compose(self) -> ComposeResult:
@@ -58,7 +61,9 @@ class MainScreen(Screen):
                     yield Static(id="tensor-title")
                     yield TensorGrid(id="grid")
                     yield ElementDetail(id="detail")
-                yield LossPlot(id="plot")
+                with Horizontal(id="lower"):
+                    yield LossPlot(id="plot")
+                    yield DiagnosisPane(id="diagnosis")
         yield RunBar(id="runbar")
         yield Footer(show_command_palette=False)
 
@@ -102,7 +107,7 @@ class MainScreen(Screen):
         navigator.border_title = "initial weights" if frame.step < 0 else f"step {frame.step}"
         keep_cursor = previous is not None and key == self.selected and frame.focus_key is None
         self._select(key, keep_cursor=keep_cursor)
-        if self.query_one(LossPlot).display or not self.compact:
+        if not self.compact or self.pane == "plot":
             self.query_one(LossPlot).show_losses(frame.losses, frame.step)
 
     def _redraw_marks(self) -> None:
@@ -240,21 +245,65 @@ class MainScreen(Screen):
             self._title(entry)
 
     def action_pane(self, pane: str) -> None:
-        """Compact layout: switch the body between grid, tensor list and plot. Wide: focus / show-hide."""
+        """Compact layout: switch the body between grid, tensor list, plot and diagnosis. Wide: focus / show-hide."""
         if self.compact:
-            self.pane = "grid" if self.pane == pane else pane
-            for name in ("tensors", "plot"):
-                self.set_class(self.pane == name, f"-pane-{name}")
-            if self.pane == "plot" and self.frame is not None:
-                self.query_one(LossPlot).show_losses(self.frame.losses, self.frame.step)
-            target = self.query_one(TensorNavigator) if self.pane == "tensors" else self.query_one(TensorGrid)
-            target.focus()
+            self._compact_pane("grid" if self.pane == pane else pane)
             return
         if pane == "tensors":
             navigator = self.query_one(TensorNavigator)
             (self.query_one(TensorGrid) if navigator.has_focus else navigator).focus()
+        elif pane == "diagnosis":
+            diagnosis = self.query_one(DiagnosisPane)
+            if diagnosis.has_findings_focus:
+                self.query_one(TensorGrid).focus()
+            else:
+                self.add_class("-diagnosis")
+                diagnosis.focus_findings()
         else:
             self.toggle_class("-hide-plot")
+
+    def _compact_pane(self, pane: str) -> None:
+        self.pane = pane
+        for name in ("tensors", "plot", "diagnosis"):
+            self.set_class(self.pane == name, f"-pane-{name}")
+        if self.pane == "plot" and self.frame is not None:
+            self.query_one(LossPlot).show_losses(self.frame.losses, self.frame.step)
+        if self.pane == "tensors":
+            self.query_one(TensorNavigator).focus()
+        elif self.pane == "diagnosis":
+            self.query_one(DiagnosisPane).focus_findings()
+        else:
+            self.query_one(TensorGrid).focus()
+
+    # ---- diagnosis -----------------------------------------------------------------
+    def show_diagnosis(self, diagnosis: Diagnosis | None, pending: int | None, diagnose_key: str) -> None:
+        """The findings (or that a step is being diagnosed); in the wide layout the pane appears with them."""
+        if diagnosis is not None or pending is not None:
+            self.add_class("-diagnosis")
+        self.query_one(DiagnosisPane).show_diagnosis(diagnosis, pending, diagnose_key)
+
+    def action_diagnosis(self) -> None:
+        """Diagnose the step shown (unless it is the one diagnosed) and show the findings; again: back."""
+        pane = self.query_one(DiagnosisPane)
+        step = self.frame.step if self.frame is not None else INITIAL
+        showing = pane.has_findings_focus or (self.compact and self.pane == "diagnosis")
+        diagnosed = (pane.diagnosis is not None and pane.diagnosis.step == step) or pane.pending == step
+        if showing and diagnosed:
+            self.action_pane("diagnosis")  # back to the tensor
+            return
+        if not diagnosed:
+            self.app.diagnose_step()  # type: ignore[attr-defined]
+        if not showing:
+            self.action_pane("diagnosis")
+
+    @on(DiagnosisPane.EvidenceWanted)
+    def _evidence(self, event: DiagnosisPane.EvidenceWanted) -> None:
+        step, tensor = evidence_target(event.finding, event.step)
+        if self.compact:
+            self._compact_pane("grid")
+        else:
+            self.query_one(TensorGrid).focus()
+        self.app.show_evidence(step, tensor)  # type: ignore[attr-defined]
 
 
 def _watched(previous: Frame | None, frame: Frame, key: str | None, names: list[str]) -> str | None:

@@ -1,5 +1,6 @@
 """The widgets, one module per region of the main screen."""
 
+from gradstep.tui.widgets.diagnosis_pane import DiagnosisPane, FindingList
 from gradstep.tui.widgets.element_detail import ElementDetail
 from gradstep.tui.widgets.loss_plot import LossPlot
 from gradstep.tui.widgets.navigator import TensorNavigator
@@ -7,4 +8,14 @@ from gradstep.tui.widgets.run_bar import RunBar
 from gradstep.tui.widgets.status_bar import ErrorBanner, StatusBar
 from gradstep.tui.widgets.tensor_grid import TensorGrid
 
-__all__ = ["ElementDetail", "ErrorBanner", "LossPlot", "RunBar", "StatusBar", "TensorGrid", "TensorNavigator"]
+__all__ = [
+    "DiagnosisPane",
+    "ElementDetail",
+    "ErrorBanner",
+    "FindingList",
+    "LossPlot",
+    "RunBar",
+    "StatusBar",
+    "TensorGrid",
+    "TensorNavigator",
+]

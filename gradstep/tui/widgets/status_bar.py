@@ -18,12 +18,16 @@ class StatusBar(Static):
         text.append(view.scenario, style="bold")
         text.append(f" · {view.position}", style="bold")
         if not compact:
+            if view.patches:  # before the device: on a narrow line it is the device that is cut
+                text.append(f" · {view.patches}", style="bold")
             text.append(f" · {view.where}")
         text.append("\n")
         text.append(view.losses)
         text.append("\n" if compact else " · ")
         text.append(view.divergence, style="bold red" if view.diverged else "green")
         if compact:
+            if view.patches:
+                text.append(f" · {view.patches}", style="bold")
             text.append(f" · {view.where}")
         if text != self._shown:
             self._shown = text

@@ -1,0 +1,195 @@
+"""Patching from the debugger: drafts, the history, and apply / undo / redo / reset, each a replay.
+
+Nothing here touches Textual. :meth:`PatchSession.apply` and the history moves
+run on the engine worker (validating and replaying use the engine); the UI
+thread only reads the drafts and the sources, which come from the scenario,
+never from the engine. A move either commits everything (the new engine, the
+history, the saved file; a file that cannot be written is reported) or
+nothing: a patch that is refused, a replay that fails in the scenario's code
+or is cancelled leave the previous engine, the history and the file as they
+were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gradstep import patch as patching
+from gradstep.patch import TARGETS, Patch, PatchError, PatchSet
+from gradstep.sides import ScenarioError
+from gradstep.tui.frame import INITIAL, ErrorInfo, Frame
+
+if TYPE_CHECKING:
+    from gradstep.engine import Engine
+    from gradstep.tui.session import Debugger
+
+Progress = Callable[[int, int], None]
+Cancelled = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class PatchOutcome:
+    """What an apply, undo, redo or reset did.
+
+    ``kind``: ``"applied"`` (replayed, swapped in, saved), ``"refused"`` (the
+    patch did not validate: ``line`` is its line when known), ``"failed"`` (the
+    replay raised in the scenario's code), ``"cancelled"``, or ``"nothing"``
+    (no patch to undo, redo or reset). Only ``"applied"`` changed anything.
+    """
+
+    kind: str
+    action: str  # "apply", "undo", "redo", "reset"
+    target: str | None
+    message: str
+    line: int | None = None
+    frame: Frame | None = None
+    saved: Path | None = None
+    save_error: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.kind == "applied"
+
+
+class PatchSession:
+    """The scenario as loaded, the patches applied to it (with undo/redo), and unapplied drafts per target."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.base = getattr(engine, "base_scenario", None) or engine.scenario
+        # `gradstep SCENARIO --patch FILE`: the engine was built with these compiled in.
+        self.history = PatchSet(applied=list(getattr(engine, "patches", None) or []))
+        self.drafts: dict[str, str] = {}
+        self.saved: Path | None = None
+        self.last_target: str | None = None
+
+    # ---- read on the UI thread -----------------------------------------------------
+    @property
+    def targets(self) -> list[str]:
+        return list(TARGETS)
+
+    def in_force(self) -> dict[str, Patch]:
+        return self.history.in_force()
+
+    def source(self, target: str) -> str:
+        """What the editor holds for ``target``: the draft, else the patch in force, else the original."""
+        return self.drafts.get(target) or self.applied_source(target)
+
+    def applied_source(self, target: str) -> str:
+        return patching.source_of(self.base, target, self.history)
+
+    def keep_draft(self, target: str, text: str) -> None:
+        """Keep ``text`` for ``target`` unless it is what is in force already."""
+        if text.strip() == self.applied_source(target).strip():
+            self.drafts.pop(target, None)
+        else:
+            self.drafts[target] = text
+        self.last_target = target
+
+    def patch_file(self) -> Path:
+        return patching.default_patch_file(self.base)
+
+    # ---- on the engine worker ------------------------------------------------------
+    def apply(self, debugger: Debugger, patch: Patch, view: int, progress: Progress | None = None,
+              cancelled: Cancelled | None = None) -> PatchOutcome:
+        """Validate ``patch`` on the step shown, then replay from step 0 to it with the patch in force."""
+        try:
+            patching.validate(debugger.engine, patch, max(view, 0))
+        except PatchError as error:
+            return PatchOutcome("refused", "apply", patch.target, str(error), line=error.line)
+        except Exception as error:  # the original function or the probe itself failed: still refuse
+            return PatchOutcome("refused", "apply", patch.target, f"{type(error).__name__}: {error}")
+        trial = _copy(self.history)
+        trial.apply(patch)
+        return self._replay(debugger, trial, view, "apply", patch.target, progress, cancelled)
+
+    def undo(self, debugger: Debugger, view: int, progress: Progress | None = None,
+             cancelled: Cancelled | None = None) -> PatchOutcome:
+        trial = _copy(self.history)
+        undone = trial.undo()
+        if undone is None:
+            return PatchOutcome("nothing", "undo", None, "no patch to undo")
+        return self._replay(debugger, trial, view, "undo", undone.target, progress, cancelled)
+
+    def redo(self, debugger: Debugger, view: int, progress: Progress | None = None,
+             cancelled: Cancelled | None = None) -> PatchOutcome:
+        trial = _copy(self.history)
+        redone = trial.redo()
+        if redone is None:
+            return PatchOutcome("nothing", "redo", None, "no patch to redo")
+        return self._replay(debugger, trial, view, "redo", redone.target, progress, cancelled)
+
+    def reset(self, debugger: Debugger, view: int, progress: Progress | None = None,
+              cancelled: Cancelled | None = None) -> PatchOutcome:
+        if not self.history.applied:
+            return PatchOutcome("nothing", "reset", None, "no patch in force: this is the scenario's original")
+        trial = _copy(self.history)
+        trial.reset()
+        return self._replay(debugger, trial, view, "reset", None, progress, cancelled)
+
+    def _replay(self, debugger: Debugger, trial: PatchSet, view: int, action: str, target: str | None,
+                progress: Progress | None, cancelled: Cancelled | None) -> PatchOutcome:
+        """Replay with ``trial``'s patches to the step shown; commit only if it ran to the end."""
+        old = debugger.engine
+        steps = 0 if view <= INITIAL else view + 1
+        patches = list(trial.in_force().values())
+        try:
+            fresh = patching.replay(old, self.base, patches, steps, progress, cancelled)
+        except PatchError as error:
+            return PatchOutcome("refused", action, target, str(error), line=error.line)
+        except ScenarioError as error:
+            return PatchOutcome("failed", action, target, _failure(ErrorInfo.of(error)))
+        if fresh is None:
+            return PatchOutcome("cancelled", action, target, "replay cancelled")
+        if fresh.last_error is not None:
+            return PatchOutcome("failed", action, target, _failure(ErrorInfo.of(fresh.last_error)))
+        fresh.base_scenario, fresh.patches = self.base, patches
+        before = old.first_divergence
+        self.history = trial
+        if action == "apply" and target is not None:
+            self.drafts.pop(target, None)  # applied: the editor now opens on the patch in force
+        saved, save_error = self._save()
+        debugger.replace(fresh, None if before is None else (before.step, before.tensor))
+        frame = debugger.show(view)
+        return PatchOutcome("applied", action, target, _done(action, target, frame), frame=frame, saved=saved,
+                            save_error=save_error)
+
+    def _save(self) -> tuple[Path | None, str | None]:
+        """Save the patches in force as they are applied: quitting or a crash loses nothing."""
+        try:
+            self.saved = patching.save(self.history, self.base)
+            return self.saved, None
+        except OSError as error:
+            return None, f"could not save the patches to {self.patch_file()}: {error.strerror or error}"
+
+
+def _copy(history: PatchSet) -> PatchSet:
+    return PatchSet(list(history.applied), list(history.undone))
+
+
+def _failure(error: ErrorInfo) -> str:
+    at = "" if error.step is None else f" at step {error.step}"
+    return (f"the replay failed{at} in the {error.side} side's {error.function} ({error.location}): "
+            f"{error.message} — nothing changed")
+
+
+def divergence_text(divergence: tuple[int, str] | None) -> str:
+    return "none" if divergence is None else f"step {divergence[0]} {divergence[1]}"
+
+
+def change_text(before: tuple[int, str] | None, after: tuple[int, str] | None) -> str:
+    """``first divergence: step 0 grad w → none``."""
+    return f"first divergence: {divergence_text(before)} → {divergence_text(after)}"
+
+
+def _done(action: str, target: str | None, frame: Frame) -> str:
+    what = {
+        "apply": f"patched {target}",
+        "undo": f"undid the patch of {target}",
+        "redo": f"redid the patch of {target}",
+        "reset": "back to the scenario's original",
+    }[action]
+    replayed = "at the start" if frame.step == INITIAL else f"to step {frame.step}"
+    return f"{what}, replayed {replayed}; {change_text(frame.divergence_before, frame.first_divergence)}"

@@ -1,0 +1,209 @@
+"""The patch editor: one of the scenario's formulas in a Python code editor, applied with a replay.
+
+The list on the left holds every patchable formula (``patch.TARGETS``), marked
+``●`` when a patch is in force and ``✎`` when it holds text typed but not
+applied. Applying asks the app to validate and replay on the engine worker;
+the result comes back through :meth:`PatchEditor.show_outcome`: applied, the
+editor closes on the new comparison; refused, the error and the patch's line
+are shown and the text stays. Escape closes without losing the text.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Static, TextArea
+from textual.widgets.option_list import Option
+from textual.widgets.text_area import Selection
+
+from gradstep.patch import TARGETS
+from gradstep.tui.bindings import EDITOR_BINDINGS
+from gradstep.tui.patching import PatchOutcome, PatchSession
+from gradstep.tui.widgets import RunBar
+
+if TYPE_CHECKING:
+    from gradstep.tui.app import GradstepApp
+
+COMPACT_WIDTH = 100
+
+
+class PatchEditor(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = EDITOR_BINDINGS
+
+    def __init__(self, session: PatchSession, target: str, scenario: str) -> None:
+        super().__init__()
+        self.session = session
+        self.target = target
+        self.scenario = scenario
+        self.error_line: int | None = None
+
+    @property
+    def gradstep(self) -> GradstepApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="editor-title")
+        with Horizontal(id="editor-body"):
+            yield OptionList(*self._options(), id="patch-targets")
+            with Vertical(id="editor-main"):
+                yield TextArea.code_editor(self.session.source(self.target), language="python", id="patch-text")
+                yield Static(id="patch-message")
+        yield RunBar(id="editor-runbar")
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self._layout(self.app.size.width)
+        targets = self.query_one("#patch-targets", OptionList)
+        targets.highlighted = list(TARGETS).index(self.target)
+        self._title()
+        self.hint()
+        self.text_area.focus()
+
+    def on_resize(self, event) -> None:
+        self._layout(event.size.width)
+
+    def _layout(self, width: int) -> None:
+        self.set_class(width < COMPACT_WIDTH, "-compact")
+
+    @property
+    def text_area(self) -> TextArea:
+        return self.query_one("#patch-text", TextArea)
+
+    # ---- what is shown -------------------------------------------------------------
+    def _options(self) -> list[Option]:
+        in_force = self.session.in_force()
+        options = []
+        for target, what in TARGETS.items():
+            mark = "●" if target in in_force else "✎" if target in self.session.drafts else " "
+            options.append(Option(f"{mark} {target}\n   {what}", id=target))
+        return options
+
+    def _refresh_options(self) -> None:
+        targets = self.query_one("#patch-targets", OptionList)
+        for option in self._options():
+            targets.replace_option_prompt(option.id or "", option.prompt)
+
+    def _title(self) -> None:
+        in_force = ", ".join(self.session.in_force()) or "none"
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"Patch {self.target}", style="bold")
+        text.append(f" · in force: {in_force} · {TARGETS[self.target]} · {self.scenario}")
+        self.query_one("#editor-title", Static).update(text)
+
+    def hint(self) -> None:
+        """What the keys do, where patches go, and that they are code."""
+        keys = self.gradstep.key_names
+        text = Text()
+        text.append(f"{keys('patch_apply')}", style="bold")
+        text.append(" applies: checked on the step's inputs, then replayed from step 0 to the step shown. ")
+        text.append(f"{keys('patch_close')}", style="bold")
+        text.append(" closes, keeping the text. ")
+        text.append(f"{keys('patch_choose')}", style="bold")
+        text.append(" picks another formula.\n")
+        text.append(f"Applied patches are saved to {self.session.patch_file()}", style="dim")
+        text.append(" · a patch is Python and runs with your rights", style="dim")
+        self._message(text)
+
+    def _message(self, text: Text | str, error: bool = False) -> None:
+        message = self.query_one("#patch-message", Static)
+        message.set_class(error, "-error")
+        message.update(text)
+
+    # ---- keys ------------------------------------------------------------------------
+    def action_apply(self) -> None:
+        text = self.text_area.text
+        self.session.keep_draft(self.target, text)
+        self._refresh_options()
+        if self.gradstep.running:
+            self._message("A replay is in flight: wait for it, or cancel it first (escape).", error=True)
+            return
+        if text.strip() == self.session.applied_source(self.target).strip():
+            self._message(f"Nothing to apply: this is the {self.target} in force. Change it first.", error=True)
+            return
+        self.error_line = None
+        started = self.gradstep.apply_patch(self.target, text)
+        self._message("checking the patch on the step's inputs…" if started else
+                      "the engine is busy: the patch is applied as soon as it is free")
+
+    def action_close(self) -> None:
+        if self.gradstep.running:
+            self.gradstep.action_interrupt()
+            self._message("cancelling the replay (at the next step): the previous run stays")
+            return
+        if self.has_class("-choosing"):
+            self._choosing(False)
+            return
+        self.session.keep_draft(self.target, self.text_area.text)
+        self.dismiss()
+
+    def action_choose(self) -> None:
+        if self.has_class("-choosing") or self.query_one("#patch-targets").has_focus:
+            self._choosing(False)
+        else:
+            self._choosing(True)
+
+    def _choosing(self, on: bool) -> None:
+        self.set_class(on, "-choosing")
+        (self.query_one("#patch-targets") if on else self.text_area).focus()
+
+    def action_revert(self) -> None:
+        self.session.drafts.pop(self.target, None)
+        self.text_area.load_text(self.session.applied_source(self.target))
+        self._refresh_options()
+        self.error_line = None
+        self.hint()
+
+    @on(OptionList.OptionSelected, "#patch-targets")
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.open_target(event.option.id or self.target)
+
+    def open_target(self, target: str) -> None:
+        """Edit ``target``: the text of the one left is kept as its draft."""
+        if target != self.target:
+            self.session.keep_draft(self.target, self.text_area.text)
+            self.target = target
+            self.text_area.load_text(self.session.source(target))
+            self._refresh_options()
+            self._title()
+            self.error_line = None
+            self.hint()
+        self.query_one("#patch-targets", OptionList).highlighted = list(TARGETS).index(target)
+        self._choosing(False)
+
+    # ---- results ---------------------------------------------------------------------
+    def show_outcome(self, outcome: PatchOutcome) -> None:
+        """A refused patch marks its line and keeps the text; an applied one closes the editor."""
+        self._refresh_options()
+        self._title()
+        if outcome.changed:
+            if self.is_current:
+                self.dismiss()
+            return
+        if outcome.kind == "refused":
+            self._refused(outcome)
+        elif outcome.kind == "cancelled":
+            self._message(f"{outcome.message}: nothing changed, the previous run and its patches stay", error=True)
+        else:
+            self._message(f"✗ not applied: {outcome.message}", error=True)
+
+    def _refused(self, outcome: PatchOutcome) -> None:
+        text = Text()
+        text.append("✗ not applied: ", style="bold")
+        text.append(outcome.message)
+        lines = self.text_area.text.splitlines()
+        self.error_line = outcome.line
+        if outcome.line is not None and 1 <= outcome.line <= len(lines):
+            row = outcome.line - 1
+            text.append(f"\n{outcome.line:>4} │ {lines[row]}", style="bold")
+            self.text_area.selection = Selection((row, len(lines[row])), (row, 0))  # the line, marked
+            self.text_area.scroll_cursor_visible(center=True)
+        text.append("\nNothing was swapped in; the text stays here to fix.", style="dim")
+        self._message(text, error=True)
+        self.text_area.focus()

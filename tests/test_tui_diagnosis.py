@@ -1,0 +1,77 @@
+"""The diagnosis pane, driven through Textual's pilot: findings ranked, the evidence one key away."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradstep.tui.widgets import DiagnosisPane, FindingList, TensorGrid
+from tests.test_tui_helpers import lines, make_app, press, run_async, settle, shown
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def pane_text(app) -> str:
+    pane = app.main.query_one(DiagnosisPane)
+    parts = [shown(pane.query_one("#diagnosis-title")), *lines(pane.query_one(FindingList)),
+             shown(pane.query_one("#finding-text"))]
+    return "\n".join(parts)
+
+
+@run_async
+async def test_neuron_after_a_step_shows_the_ratio_finding_first_and_jumps_to_grad_w():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await press(pilot, "n")  # the first divergence is diagnosed at once, off the UI thread
+        assert [f.rule for f in app.diagnosis.findings][:1] == ["ratio"]
+        assert app.main.selected == "after w"
+        await press(pilot, "a")  # compact: the pane fills the body, the findings have the focus
+        pane = app.main.query_one(DiagnosisPane)
+        assert pane.region.height > 15 and app.main.query_one(TensorGrid).region.height == 0
+        assert app.main.query_one(FindingList).has_focus
+        text = pane_text(app)
+        assert "diagnosis · step 0, the first divergence" in text
+        assert "1. ●●● ratio · step 0 · grad w · numpy.backward" in text
+        assert "torch's gradients are 2× NumPy's" in text and "where: step 0 · grad w · NumPy side" in text
+        assert "confidence: high" in text and "evidence:" in text and "• grad w[0, 0]: numpy 1.2" in text
+        await press(pilot, "enter")  # the evidence: step 0, grad w, in the tensor view
+        assert app.frame.step == 0 and app.main.selected == "grad w"
+        assert app.main.query_one(TensorGrid).has_focus and app.main.query_one(TensorGrid).region.height > 0
+        assert "✗ 1.2" in shown(app.main.query_one(TensorGrid))
+        await press(pilot, "n", "a")  # on the key, at any step: step 1
+        assert app.diagnosis.step == 1 and not app.diagnosis.at_divergence
+        assert app.diagnosis.findings[0].rule == "ratio" and "diagnosis · step 1 ·" in pane_text(app)
+        await press(pilot, "a")  # again: back to the tensor
+        assert app.main.query_one(TensorGrid).has_focus and pane.region.height == 0
+
+
+@run_async
+async def test_wide_the_pane_appears_beside_the_plot_with_the_first_divergence():
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        pane = app.main.query_one(DiagnosisPane)
+        assert pane.region.width == 0  # nothing to diagnose yet: the plot has the room
+        await press(pilot, "n")
+        plot = app.main.query_one("#plot")
+        assert pane.region.width > 60 and pane.region.y == plot.region.y and plot.region.width > 0
+        assert "1. ●●● ratio" in pane_text(app)
+        await press(pilot, "a")
+        assert app.main.query_one(FindingList).has_focus
+        await press(pilot, "a")
+        assert app.main.query_one(TensorGrid).has_focus
+
+
+@run_async
+async def test_a_fixed_variant_shows_no_finding():
+    app = make_app("neuron", "fixed")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await press(pilot, "n")
+        assert app.diagnosis is None  # no divergence: nothing diagnosed unasked
+        await press(pilot, "a")
+        assert app.diagnosis.step == 0 and app.diagnosis.findings == ()
+        text = pane_text(app)
+        assert "nothing fits" in text and "Nothing fits at step 0" in text
+        await press(pilot, "enter")  # no finding to jump to: nothing happens
+        assert app.frame.step == 0 and app.is_running
