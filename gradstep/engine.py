@@ -96,6 +96,7 @@ class Lockstep:
         except (KeyError, ValueError) as error:
             raise ScenarioError("torch", "mapping", error) from error
         self.steps_per_epoch = int(self.data.steps_per_epoch)
+        self._batch_names: set[str] | None = None
         # Whether the NumPy step draws from np.random: learnt on the first step.
         self.numpy_draws_random: bool | None = None
 
@@ -162,6 +163,20 @@ class Lockstep:
         finally:
             if rng is not None:
                 np.random.set_state(rng)
+
+    def phase_of(self, key: str) -> str:
+        """before, input, forward, loss, grad or after (keys.PHASES) for a key of this scenario's steps."""
+        if self._batch_names is None:
+            self._batch_names = set(self.data.batch(0, 0))
+        losses = set(self.numpy.loss_names) | set(self.torch.loss_names)
+        return keys.phase_of(key, self._batch_names, losses)
+
+    def compute_order(self, record: StepRecord, known: list[str] = ()) -> list[str]:
+        """The record's keys by phase (before, input, forward, loss, grad, after); within a phase,
+        in the order of ``known`` (the trace's columns) first, then NumPy's order, torch-only last."""
+        present = dict.fromkeys([*record.numpy, *record.torch])
+        names = list(dict.fromkeys([*(k for k in known if k in present), *present]))
+        return sorted(names, key=lambda k: _PHASE_RANK[self.phase_of(k)])
 
     @staticmethod
     def numpy_weight_names(record: StepRecord) -> list[str]:
@@ -422,6 +437,14 @@ class Engine:
                 "torch": {n: w.copy() for n, w in pair.torch.weights_numpy_layout().items()}}
 
     # ---- facts for reports -------------------------------------------------
+    def phase_of(self, key: str) -> str:
+        """The phase of a tensor key (keys.PHASES): what the app groups by and diagnosis ranks by."""
+        return self.live.phase_of(key)
+
+    def compute_order(self, record: StepRecord) -> list[str]:
+        """A record's keys in compute order, consistent with the trace's columns."""
+        return self.live.compute_order(record, self.trace.keys)
+
     def position(self, step: int) -> tuple[int, int]:
         return self.live.position(step)
 
@@ -444,7 +467,7 @@ class _StepPlan:
     """The keys of a step in compute order, which pairs compare element for element, and a summarizer."""
 
     def __init__(self, record: StepRecord, rtol: float | None, atol: float | None, trace: Trace, live: Lockstep):
-        self.keys = _compute_order(record, live)
+        self.keys = live.compute_order(record, trace.keys)
         self.signature = _signature(record)
         self.columns = trace.key_columns(self.keys)
         self.static_status = np.zeros(len(self.keys), dtype=np.int8)
@@ -498,13 +521,7 @@ class _StepPlan:
         return bool(self.direct_at(step)[self.compared_keys.index(key)])
 
 
-def _compute_order(record: StepRecord, live: Lockstep) -> list[str]:
-    """before, inputs, forward, loss, grad, after: NumPy's order first, torch-only after."""
-    inputs = set(live.data.batch(record.epoch, record.index))
-    all_keys = list(dict.fromkeys([*record.numpy, *record.torch]))
-    losses = set(live.numpy.loss_names) | set(live.torch.loss_names)
-    rank = {p: i for i, p in enumerate(keys.PHASES)}
-    return sorted(all_keys, key=lambda k: rank[keys.phase_of(k, inputs, losses)])
+_PHASE_RANK = {p: i for i, p in enumerate(keys.PHASES)}
 
 
 def _signature(record: StepRecord) -> tuple:

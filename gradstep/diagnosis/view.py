@@ -113,9 +113,8 @@ def view_of(engine: Engine, step: int) -> StepView:
     local = record.local if record.local is not None else record.numpy
     batch = engine.live.data.batch(record.epoch, record.index)
     inputs = set(batch)
-    losses = set(engine.live.numpy.loss_names) | set(engine.live.torch.loss_names)
-    order = _compute_order(engine, record)
-    phases = {k: keys.phase_of(k, inputs, losses) for k in order}
+    order = engine.compute_order(record)
+    phases = {k: engine.phase_of(k) for k in order}
     comparisons = {}
     for key in order:
         direct = key in inputs or (step == 0 and phases[key] == "before")
@@ -133,12 +132,6 @@ def view_of(engine: Engine, step: int) -> StepView:
         torch_dtype=engine.dtype_name, hyper=dict(engine.scenario.hyper),
         batch_size=_batch_size(batch), target_sizes=_target_sizes(batch),
     )
-
-
-def _compute_order(engine: Engine, record: Any) -> list[str]:
-    present = set(record.numpy) | set(record.torch)
-    ordered = [k for k in engine.trace.keys if k in present]
-    return ordered + [k for k in dict.fromkeys([*record.numpy, *record.torch]) if k not in set(ordered)]
 
 
 def _batch_size(batch: Mapping[str, np.ndarray]) -> int:

@@ -163,30 +163,18 @@ def _loss(side: dict[str, np.ndarray]) -> np.generic | None:
 
 
 class PhaseMap:
-    """The phase of every key (keys.PHASES) and the steps' keys in compute order.
-
-    The engine orders keys by phase internally but does not say which phase a
-    key is in; this asks the scenario's data for the batch names once and the
-    runners for the loss names (what ``Engine`` should offer as ``phases(step)``).
-    """
+    """The phase of every key (keys.PHASES) and a step's keys in compute order, from the engine,
+    remembered so that a frame built while a worker steps the engine never asks it twice."""
 
     def __init__(self) -> None:
-        self._inputs: set[str] | None = None
-        self._losses: set[str] = set()
         self._phase: dict[str, str] = {}
 
     def ordered(self, engine: Engine, record) -> list[str]:
-        if self._inputs is None:
-            self._inputs = set(engine.live.data.batch(record.epoch, record.index))
-            self._losses = set(engine.live.numpy.loss_names) | set(engine.live.torch.loss_names)
-        present = [*record.numpy, *record.torch]
-        known = [k for k in engine.trace.keys if k in record.numpy or k in record.torch]
-        names = list(dict.fromkeys([*known, *present]))
+        names = engine.compute_order(record)
         for k in names:
             if k not in self._phase:
-                self._phase[k] = keys.phase_of(k, self._inputs, self._losses)
-        rank = {p: i for i, p in enumerate(keys.PHASES)}
-        return sorted(names, key=lambda k: rank[self._phase[k]])
+                self._phase[k] = engine.phase_of(k)
+        return names
 
     def phase(self, key: str) -> str:
         return self._phase.get(key, "forward")
