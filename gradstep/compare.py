@@ -312,7 +312,8 @@ class PairSummarizer:
         ne = self._nonempty
         max_abs[ne] = np.maximum.reduceat(diff, self._starts)
         max_rel[ne] = np.maximum.reduceat(tmp, self._starts)
-        n_bad[ne] = np.add.reduceat(bad, self._starts)
+        if bad.any():  # counting costs more than the test: most steps of most runs have nothing out
+            n_bad[ne] = np.add.reduceat(bad, self._starts)
         finite = True
         if not np.isfinite(max_abs).all():
             # Rare: a NaN or Inf on either side makes its pair's difference NaN or Inf. Redo

@@ -265,7 +265,7 @@ class Engine:
             self._checkpoint(step)
         record = self.live.step(step)
         statuses = self._classify(record)
-        self.trace.keep(record)
+        self.trace.keep(record, self._plan.record_bytes(record))
         if record.metrics:
             m = record.metrics
             self.trace.metrics.append(EpochMetrics(step, record.epoch, m["numpy"], m["torch"]))
@@ -325,22 +325,20 @@ class Engine:
         free = plan.summarize(record.numpy, record.torch)
         status = plan.static_status.copy()
         bad = free.n_bad > 0
-        status[plan.compared[bad]] = Status.DIVERGED
-        nonlocal_bad = bad & ~plan.direct_at(record.step)
-        if nonlocal_bad.any():
-            record.local = self.live.local_step(record)
-            # Only the pairs out of tolerance free-running need their local error.
-            local_bad = plan.summarize_subset(nonlocal_bad, record.local, record.torch).n_bad > 0
-            drifted = np.flatnonzero(nonlocal_bad)[~local_bad]
-            status[plan.compared[drifted]] = Status.DRIFT
-        nonfinite = np.isinf(free.max_abs) & bad
-        status[plan.compared[nonfinite & (status[plan.compared] != Status.DRIFT)]] = Status.NONFINITE
-        max_abs = np.zeros(len(plan.keys))
-        max_rel = np.zeros(len(plan.keys))
-        n_bad = np.zeros(len(plan.keys), dtype=np.int64)
-        max_abs[plan.compared], max_rel[plan.compared], n_bad[plan.compared] = free.max_abs, free.max_rel, free.n_bad
+        if bad.any():
+            status[plan.compared[bad]] = Status.DIVERGED
+            nonlocal_bad = bad & ~plan.direct_at(record.step)
+            if nonlocal_bad.any():
+                record.local = self.live.local_step(record)
+                # Only the pairs out of tolerance free-running need their local error.
+                local_bad = plan.summarize_subset(nonlocal_bad, record.local, record.torch).n_bad > 0
+                drifted = np.flatnonzero(nonlocal_bad)[~local_bad]
+                status[plan.compared[drifted]] = Status.DRIFT
+            nonfinite = np.isinf(free.max_abs) & bad
+            status[plan.compared[nonfinite & (status[plan.compared] != Status.DRIFT)]] = Status.NONFINITE
         losses = (_scalar(record.numpy.get("loss")), _scalar(record.torch.get("loss")))
-        self.trace.add_summary(plan.columns, max_abs, max_rel, n_bad, status, losses)
+        self.trace.add_summary(plan.columns, status, plan.compared_columns, free.max_abs, free.max_rel, free.n_bad,
+                               losses)
         plan.last_nonfinite = not free.finite or bool((status == Status.NONFINITE).any())
         return status
 
@@ -483,6 +481,8 @@ class _StepPlan:
                 sizes.append(int(np.size(a)))
                 tolerances.append(tolerance_for(np.asarray(a).dtype, np.asarray(b).dtype, rtol, atol))
         self.compared = np.array(compared, dtype=np.int64)
+        self.compared_columns = self.columns[self.compared]
+        self._side_bytes = [sum(int(v.nbytes) for v in side.values()) for side in (record.numpy, record.torch)]
         self.compared_keys = [self.keys[i] for i in compared]
         self.summarizer = PairSummarizer(sizes, tolerances)
         self._sizes, self._tolerances = sizes, tolerances
@@ -491,6 +491,11 @@ class _StepPlan:
         self._direct_always = np.array([k in inputs for k in self.compared_keys], dtype=bool)
         self._direct_first = self._direct_always | np.array([k.startswith("before ") for k in self.compared_keys])
         self.last_nonfinite = False
+
+    def record_bytes(self, record: StepRecord) -> int:
+        """A record's size: the same every step of this plan, but for the local re-run (NumPy-sized)."""
+        numpy_bytes, torch_bytes = self._side_bytes
+        return numpy_bytes + torch_bytes + (numpy_bytes if record.local is not None else 0)
 
     def fits(self, record: StepRecord) -> bool:
         return _signature(record) == self.signature

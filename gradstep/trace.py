@@ -71,12 +71,16 @@ class _Rows:
         self.count = 0
 
     def append(self, row: np.ndarray) -> None:
+        self.append_at(slice(0, len(row)), row)
+
+    def append_at(self, columns: np.ndarray | slice, values: np.ndarray) -> None:
+        """A new row with ``values`` at ``columns`` and the fill value elsewhere."""
         if self.count == len(self.data):
             rows = len(self.data) + max(64, len(self.data) // 4)
             grown = np.full((rows, self.data.shape[1]), self.fill, dtype=self.data.dtype)
             grown[: self.count] = self.data
             self.data = grown
-        self.data[self.count, : len(row)] = row
+        self.data[self.count, columns] = values  # rows are made full of the fill value
         self.count += 1
 
     def widen(self, width: int) -> None:
@@ -127,17 +131,19 @@ class Trace:
         return np.array([known[k] for k in step_keys], dtype=np.int64)
 
     def add_summary(
-        self, columns: np.ndarray, max_abs: np.ndarray, max_rel: np.ndarray, n_bad: np.ndarray,
-        status: np.ndarray, losses: tuple[float, float],
+        self, columns: np.ndarray, status: np.ndarray, compared: np.ndarray, max_abs: np.ndarray,
+        max_rel: np.ndarray, n_bad: np.ndarray, losses: tuple[float, float],
     ) -> None:
-        width = len(self.keys)
-        for rows, values, fill in (
-            (self._abs, max_abs, 0.0), (self._rel, max_rel, 0.0), (self._bad, n_bad, 0), (self._status, status, -1),
-        ):
-            row = np.full(width, fill, dtype=rows.data.dtype)
-            row[columns] = values
-            rows.append(row)
-        self._loss.append(np.asarray(losses, dtype=np.float64))
+        """One step's row: ``status`` of the keys at ``columns``; the differences of those at ``compared``.
+
+        Keys not compared (one side only, shapes apart) keep 0 differences; keys
+        the step does not have keep status -1.
+        """
+        self._status.append_at(columns, status)
+        self._abs.append_at(compared, max_abs)
+        self._rel.append_at(compared, max_rel)
+        self._bad.append_at(compared, n_bad)
+        self._loss.append(losses)
 
     @property
     def steps(self) -> int:
@@ -169,8 +175,9 @@ class Trace:
         return {k: (Status(int(s)) if s >= 0 else None) for k, s in zip(self.keys, row, strict=False)}
 
     # ---- window of full tensors ----------------------------------------
-    def keep(self, record: StepRecord) -> None:
-        size = record.nbytes()
+    def keep(self, record: StepRecord, nbytes: int | None = None) -> None:
+        """Keep ``record`` in the window (``nbytes``: its size, when the caller knows it already)."""
+        size = record.nbytes() if nbytes is None else nbytes
         self._window[record.step] = (record, size)
         self._window_used += size
         while self._window_used > self.window_bytes and len(self._window) > 1:
