@@ -288,6 +288,7 @@ class Engine:
         target = self.total_steps if steps is None else self.next_step + steps
         stopped = "end" if target >= self.total_steps else "steps"
         start = self.next_step
+        self.trace.reserve(min(target, start + _RESERVE_MAX))
         try:
             with self._own_rng():
                 while self.next_step < target:
@@ -527,6 +528,7 @@ class _StepPlan:
 
 
 _PHASE_RANK = {p: i for i, p in enumerate(keys.PHASES)}
+_RESERVE_MAX = 1 << 17  # summary rows made at once for a run: beyond it they grow as they come
 
 
 def _signature(record: StepRecord) -> tuple:

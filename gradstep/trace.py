@@ -76,12 +76,16 @@ class _Rows:
     def append_at(self, columns: np.ndarray | slice, values: np.ndarray) -> None:
         """A new row with ``values`` at ``columns`` and the fill value elsewhere."""
         if self.count == len(self.data):
-            rows = len(self.data) + max(64, len(self.data) // 4)
-            grown = np.full((rows, self.data.shape[1]), self.fill, dtype=self.data.dtype)
-            grown[: self.count] = self.data
-            self.data = grown
+            self.reserve(len(self.data) + max(64, len(self.data) // 4))
         self.data[self.count, columns] = values  # rows are made full of the fill value
         self.count += 1
+
+    def reserve(self, rows: int) -> None:
+        """Room for ``rows`` rows in all: a run of known length never copies its summaries to grow."""
+        if rows > len(self.data):
+            grown = np.full((rows, self.data.shape[1]), self.fill, dtype=self.data.dtype)
+            grown[: self.count] = self.data[: self.count]
+            self.data = grown
 
     def widen(self, width: int) -> None:
         if width > self.data.shape[1]:
@@ -144,6 +148,11 @@ class Trace:
         self._rel.append_at(compared, max_rel)
         self._bad.append_at(compared, n_bad)
         self._loss.append(losses)
+
+    def reserve(self, steps: int) -> None:
+        """Make room for the summaries of ``steps`` steps in all (a run that knows its length)."""
+        for rows in (self._abs, self._rel, self._bad, self._status, self._loss):
+            rows.reserve(steps)
 
     @property
     def steps(self) -> int:
