@@ -81,7 +81,9 @@ async def test_fixing_neuron_in_the_editor_gives_parity_at_every_step_and_surviv
         assert [p.target for p in load_file(saved)] == ["numpy.backward"]
         await pilot.press("q")
     # `gradstep neuron --variant as-posted --patch FILE`: the fix is back, the history holds it.
-    engine = cli.build_engine("neuron", "as-posted", "cpu", None, None, None, False, str(saved))
+    mine = state_home / "mine.py"
+    mine.write_text(saved.read_text())
+    engine = cli.build_engine("neuron", "as-posted", "cpu", None, None, None, False, str(mine))
     again = create_app(engine)
     async with again.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -93,6 +95,8 @@ async def test_fixing_neuron_in_the_editor_gives_parity_at_every_step_and_surviv
         assert "grad_y = 2*(output-gt)" in editor_text(pilot)  # the editor opens on the patch in force
         await press(pilot, "escape", "u")  # and it can be undone like any other
         assert divergence(again) == (0, "grad w") and not again.debugger.patches.in_force()
+    # The session saved to the file it was opened with, not to the default one.
+    assert load_file(mine) == [] and [p.target for p in load_file(saved)] == ["numpy.backward"]
 
 
 def test_open_takes_patch_like_check(tmp_path, monkeypatch):

@@ -61,6 +61,9 @@ class PatchSession:
         self.base = getattr(engine, "base_scenario", None) or engine.scenario
         # `gradstep SCENARIO --patch FILE`: the engine was built with these compiled in.
         self.history = PatchSet(applied=list(getattr(engine, "patches", None) or []))
+        # Patches came from the user's file: later ones go back to it, so `--patch FILE` keeps working.
+        given = getattr(engine, "patch_file", None)
+        self._file = Path(given) if given else None
         self.drafts: dict[str, str] = {}
         self.saved: Path | None = None
         self.last_target: str | None = None
@@ -89,7 +92,8 @@ class PatchSession:
         self.last_target = target
 
     def patch_file(self) -> Path:
-        return patching.default_patch_file(self.base)
+        """Where applied patches are saved: the ``--patch`` file, else the documented default."""
+        return self._file or patching.default_patch_file(self.base)
 
     # ---- on the engine worker ------------------------------------------------------
     def apply(self, debugger: Debugger, patch: Patch, view: int, progress: Progress | None = None,
@@ -159,7 +163,7 @@ class PatchSession:
     def _save(self) -> tuple[Path | None, str | None]:
         """Save the patches in force as they are applied: quitting or a crash loses nothing."""
         try:
-            self.saved = patching.save(self.history, self.base)
+            self.saved = patching.save(self.history, self.base, self.patch_file())
             return self.saved, None
         except OSError as error:
             return None, f"could not save the patches to {self.patch_file()}: {error.strerror or error}"
