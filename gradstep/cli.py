@@ -79,7 +79,7 @@ def build_engine(scenario: str, variant: str | None, device: str, dtype: str | N
         patches = load_file(patch_file) if patch_file else []
         engine = Engine(patched_scenario(loaded, patches), device=device, dtype=dtype, rtol=rtol, atol=atol,
                         tf32=False if no_tf32 else None)
-        engine.base_scenario, engine.patches = loaded, patches
+        engine.base_scenario, engine.patches, engine.patch_file = loaded, patches, patch_file
         return engine
     except PatchError as error:
         _fail(f"{patch_file}: {error}")
