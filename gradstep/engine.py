@@ -288,7 +288,6 @@ class Engine:
         target = self.total_steps if steps is None else self.next_step + steps
         stopped = "end" if target >= self.total_steps else "steps"
         start = self.next_step
-        self.trace.reserve(min(target, start + _RESERVE_MAX))
         try:
             with self._own_rng():
                 while self.next_step < target:
@@ -296,6 +295,8 @@ class Engine:
                         stopped = "cancelled"
                         break
                     self._step()
+                    if self.next_step == start + 1:  # the step's keys are known now: room for the rest
+                        self.trace.reserve(target)
                     if progress is not None:
                         progress(self.next_step - start, target - start)
                     if until == "divergence" and self.first_divergence is not None:
@@ -528,7 +529,6 @@ class _StepPlan:
 
 
 _PHASE_RANK = {p: i for i, p in enumerate(keys.PHASES)}
-_RESERVE_MAX = 1 << 17  # summary rows made at once for a run: beyond it they grow as they come
 
 
 def _signature(record: StepRecord) -> tuple:

@@ -22,6 +22,8 @@ import numpy as np
 
 from gradstep.compare import Status
 
+_SUMMARY_BYTES = 17  # per tensor per step: float64 abs, float32 rel, int32 count, int8 status
+
 
 @dataclass
 class StepRecord:
@@ -105,6 +107,7 @@ class Trace:
     window_bytes: int = 64 << 20
     checkpoint_bytes: int = 128 << 20
     max_checkpoints: int = 256
+    reserve_bytes: int = 16 << 20
     interval: int = 16
     keys: list[str] = field(default_factory=list)
 
@@ -150,7 +153,12 @@ class Trace:
         self._loss.append(losses)
 
     def reserve(self, steps: int) -> None:
-        """Make room for the summaries of ``steps`` steps in all (a run that knows its length)."""
+        """Make room for the summaries of ``steps`` steps in all (a run that knows its length).
+
+        At most ``reserve_bytes`` at once: a very long run's rows still grow as they come.
+        """
+        row_bytes = _SUMMARY_BYTES * max(len(self.keys), 1) + 16  # + the two losses
+        steps = min(steps, self.steps + max(64, self.reserve_bytes // row_bytes))
         for rows in (self._abs, self._rel, self._bad, self._status, self._loss):
             rows.reserve(steps)
 
