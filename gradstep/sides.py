@@ -165,6 +165,8 @@ class TorchRunner:
         self.loss_names: tuple[str, ...] = ()
         # Activation names whose gradients the NumPy side reports (None: not known yet).
         self.retain: tuple[str, ...] | None = None
+        self._param_maps = [(m.numpy_name, tuple(self.params[t] for t in m.torch_names), m.to_numpy)
+                            for m in self.weight_maps]
         mapped = {t for m in self.weight_maps for t in m.torch_names}
         self.unmapped = [n for n in self.params if n not in mapped]
 
@@ -238,17 +240,22 @@ class TorchRunner:
         the next update overwrites. A NumPy copy costs a fraction of ``clone()``.
         """
         out: Tensors = {}
-        for m in self.weight_maps:
-            values = [get(self.params[t]) for t in m.torch_names]
-            if any(v is None for v in values):
-                continue
-            out[m.numpy_name] = m.to_numpy(*[_np(v) for v in values])
+        for name, params, to_numpy in self._param_maps:  # twice a step: kept lean
+            if len(params) == 1:
+                value = get(params[0])
+                if value is None:
+                    continue
+                array = to_numpy(_np(value))
+            else:
+                values = [get(p) for p in params]
+                if any(v is None for v in values):
+                    continue
+                array = to_numpy(*[_np(v) for v in values])
+            out[name] = array.copy() if copy else array
         for name in self.unmapped:
             value = get(self.params[name])
             if value is not None:
-                out[name] = _np(value)
-        if copy:
-            out = {n: a.copy() for n, a in out.items()}
+                out[name] = _np(value).copy() if copy else _np(value)
         return out
 
     def _acts_to_numpy(self, acts: Mapping[str, Any]) -> Tensors:
