@@ -30,7 +30,7 @@ import torch
 from gradstep import keys
 from gradstep.compare import PairSummarizer, Status, TensorComparison, compare_tensor, tolerance_for
 from gradstep.scenario import Scenario
-from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner
+from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, mapping_error
 from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace
 
 _DIVERGING = Status.SHAPE  # SHAPE, NONFINITE and DIVERGED count as divergences
@@ -94,7 +94,7 @@ class Lockstep:
         try:
             self.torch = TorchRunner(scenario, self.hp, weights, device, dtype)
         except (KeyError, ValueError) as error:
-            raise ScenarioError("torch", "mapping", error) from error
+            raise mapping_error(error, scenario.source_path) from error
         self.steps_per_epoch = int(self.data.steps_per_epoch)
         self._batch_names: set[str] | None = None
         # Whether the NumPy step draws from np.random: learnt on the first step.

@@ -133,6 +133,27 @@ def _definition_line(path: Path, name: str) -> int | None:
     return None
 
 
+def mapping_line(path: str, message: str) -> int | None:
+    """The line of the TensorMap a mapping error is about (its first quoted name), else of ``mapping=``.
+
+    Mapping errors come from checking the mapping against the built model, in
+    gradstep's code: the user's file has no frame in them to point at.
+    """
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    quoted = re.search(r"'([^']+)'", message)
+    patterns = [re.compile(r"^\s*mapping\s*=")]
+    if quoted:
+        patterns.insert(0, re.compile(rf"TensorMap\(\s*[\"']{re.escape(quoted.group(1))}[\"']"))
+    for pattern in patterns:
+        for number, text in enumerate(lines, start=1):
+            if pattern.search(text):
+                return number
+    return None
+
+
 def _variant_problems(s: Scenario) -> list[str]:
     """Every variant must apply, not only the one asked for: a typo fails the file at load."""
     out = []

@@ -70,12 +70,18 @@ def render(engine: Engine, result: RunResult, *, hex_bits: bool = False, patches
         parts.append(_metrics_table(engine, hex_bits))
     if engine.unmapped_torch:
         parts.append(Text(f"torch only (no NumPy counterpart): {', '.join(engine.unmapped_torch)}", style="cyan"))
-    if result.error is not None:
-        parts.append(Text(f"error: {result.error}", style="bold red"))
     verdict = "PARITY" if result.parity else "DIVERGED"
     style = "bold green" if result.parity else "bold red"
+    if result.error is not None:
+        verdict = f"ERROR at step {result.error.step}" if result.error.step is not None else "ERROR"
+        parts.append(Text(f"error: {error_text(result.error)}", style="bold red"))
     parts.append(Text(f"{verdict}: {s.name} ({s.variant}), {result.steps} steps", style=style))
     return Group(*parts)
+
+
+def error_text(error: Any) -> str:
+    """The scenario's own exception: side, function, step, the user's file:line, then the exception."""
+    return str(error)
 
 
 def _header(engine: Engine, result: RunResult, patches: list[str] | None) -> Text:
@@ -136,6 +142,8 @@ def comparison_lines(c: TensorComparison, hex_bits: bool = False) -> str:
 
 def _divergence_text(result: RunResult, hex_bits: bool) -> Text:
     d = result.first_divergence
+    if d is None and result.error is not None:
+        return Text(f"First divergence: none in the {result.steps} steps before the error.")
     if d is None:
         return Text("First divergence: none — every step's local error is within tolerance.", style="green")
     how = "local error, both sides from the same weights" if d.local else "compared directly"
@@ -168,8 +176,9 @@ def _final_table(engine: Engine, hex_bits: bool) -> Table:
     for name in ("numpy", "torch", "abs difference"):
         table.add_column(name, justify="right", overflow="fold")
     numpy_loss, torch_loss = final["numpy"]["loss"], final["torch"]["loss"]
-    table.add_row("loss (last step)", fmt(numpy_loss, hex_bits=hex_bits), fmt(torch_loss, hex_bits=hex_bits),
-                  fmt(abs(numpy_loss - torch_loss)))
+    if engine.next_step:  # before any step there is no loss: a NaN there would read as a NaN loss
+        table.add_row("loss (last step)", fmt(numpy_loss, hex_bits=hex_bits), fmt(torch_loss, hex_bits=hex_bits),
+                      fmt(abs(numpy_loss - torch_loss)))
     numpy_w, torch_w = final["numpy"]["weights"], final["torch"]["weights"]
     for name in dict.fromkeys([*numpy_w, *torch_w]):
         table.add_row(name, *_weight_cells(numpy_w.get(name), torch_w.get(name), hex_bits))
@@ -256,7 +265,7 @@ def to_json(engine: Engine, result: RunResult, patches: list[str] | None = None)
         ],
         "final": {side: {"loss": json_number(v["loss"]), "weights": {n: _nested(w) for n, w in v["weights"].items()}}
                   for side, v in final.items()},
-        "error": None if result.error is None else str(result.error),
+        "error": None if result.error is None else error_text(result.error),
         "diagnosis": diagnosis_json(engine, result),
     }
 
@@ -304,6 +313,8 @@ def _findings(engine: Engine, result: RunResult) -> tuple[list[Any], str | None]
     """The ranked findings at the first divergence, or why there are none."""
     if result.first_divergence is None:
         return [], None
+    if hasattr(engine, "recorded_diagnosis"):  # a saved session: the diagnosis made when it was saved
+        return engine.recorded_diagnosis()
     from gradstep.diagnosis import diagnose
 
     try:

@@ -14,28 +14,60 @@ checkpoint bit-identical to the first run.
 from __future__ import annotations
 
 import copy
+import difflib
+import sysconfig
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from gradstep import keys
+from gradstep.loader import mapping_line
 from gradstep.scenario import Batch, Hyper, Scenario, TensorMap
 
 Tensors = dict[str, np.ndarray]
 
 
 class ScenarioError(Exception):
-    """The scenario's own code failed: says which side, which function, where."""
+    """The scenario's own code failed: says which side, which function, where.
+
+    The text is made when asked for, so the step (known only to the engine,
+    which sets it on the way out) and a location found later are in it.
+    """
 
     def __init__(self, side: str, function: str, error: BaseException, step: int | None = None):
         self.side, self.function, self.error, self.step = side, function, error, step
         self.location = _user_frame(error)
+        super().__init__(side, function, error)
+
+    def __str__(self) -> str:
+        at = f" at step {self.step}" if self.step is not None else ""
         where = f" ({self.location})" if self.location else ""
-        at = f" at step {step}" if step is not None else ""
-        super().__init__(f"{side} {function}{at}{where}: {type(error).__name__}: {error}")
+        inner = self.error
+        message = inner.args[0] if isinstance(inner, KeyError) and inner.args else inner  # KeyError's str is a repr
+        return f"{self.side} {self.function}{at}{where}: {type(inner).__name__}: {message}"
+
+
+def mapping_error(error: Exception, source_path: str) -> ScenarioError:
+    """A mapping that does not fit the model, located at its TensorMap's line.
+
+    Such errors are found in gradstep's own code, checking the mapping against
+    the model: the user's file has no frame in them to point at.
+    """
+    wrapped = ScenarioError("torch", "mapping", error)
+    if source_path and not wrapped.location:
+        line = mapping_line(source_path, str(error.args[0] if error.args else error))
+        wrapped.location = f"{source_path}:{line}" if line else source_path
+    return wrapped
+
+
+# Frames in these folders are gradstep's own, not the user's; bundled scenarios are the user's kind of code.
+_PACKAGE = Path(__file__).resolve().parent
+_BUNDLED = _PACKAGE / "scenarios"
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 
 
 def _user_frame(error: BaseException) -> str:
@@ -44,10 +76,19 @@ def _user_frame(error: BaseException) -> str:
     found = ""
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if "/gradstep/" not in filename.replace("\\", "/") and "site-packages" not in filename:
+        if _is_user_file(filename):
             found = f"{filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     return found
+
+
+def _is_user_file(filename: str) -> bool:
+    path = Path(filename).resolve()
+    if path.is_relative_to(_BUNDLED):
+        return True
+    if "site-packages" in filename or "dist-packages" in filename or path.is_relative_to(_STDLIB):
+        return False
+    return not path.is_relative_to(_PACKAGE)
 
 
 def call(side: str, function: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -158,6 +199,8 @@ class TorchRunner:
         self.params = dict(self.model.named_parameters())
         self.weight_maps, self.act_maps = _split_mapping(scenario.mapping, self.params)
         self._last_after: Tensors | None = None
+        self._maps_checked = False
+        self._source_path = scenario.source_path
         if scenario.share_init:
             self._load_weights(weights)
         self.optimizer = call("torch", "optimizer", self.fns.optimizer, self.model, hp) if self.fns.optimizer else None
@@ -182,9 +225,11 @@ class TorchRunner:
                     contiguous = np.ascontiguousarray(array).reshape(np.shape(array))
                     value = torch.as_tensor(contiguous, dtype=self.dtype, device=self.device)
                     if value.shape != param.shape:
+                        transposed = value.ndim == 2 and value.shape == param.shape[::-1]
                         raise ValueError(
                             f"mapping {m.numpy_name!r} -> {name!r}: init gives shape {tuple(value.shape)}, "
                             f"the model's parameter has {tuple(param.shape)}"
+                            + ("; the transpose: is the layout TRANSPOSED?" if transposed else "")
                         )
                     param.copy_(value)
 
@@ -204,6 +249,7 @@ class TorchRunner:
         tbatch = self.to_torch_batch(batch)
         out.update({n: _np(t) for n, t in tbatch.items()})
         acts = call("torch", "forward", self.fns.forward, self.model, tbatch, self.hp)
+        self._check_activation_maps(acts)
         for name in self.retain or ():
             if name in acts and acts[name].requires_grad:
                 acts[name].retain_grad()
@@ -228,10 +274,32 @@ class TorchRunner:
         """One step with nothing recorded (see NumpyRunner.advance)."""
         tbatch = self.to_torch_batch(batch)
         acts = call("torch", "forward", self.fns.forward, self.model, tbatch, self.hp)
+        self._check_activation_maps(acts)
         losses = _as_loss_dict(call("torch", "loss", self.fns.loss, acts, tbatch, self.hp))
         call("torch", "backward", self.fns.backward, self.model, self.optimizer, losses["loss"], self.hp)
         call("torch", "update", self.fns.update, self.model, self.optimizer, self.state, self.hp)
         self._last_after = None
+
+    def _check_activation_maps(self, acts: Mapping[str, Any]) -> None:
+        """Once: every mapped torch name is a parameter or an activation the forward returns.
+
+        Otherwise a misspelt name would map nothing and the pair would show up
+        as two one-sided tensors, far from the line at fault.
+        """
+        if self._maps_checked:
+            return
+        missing = [m for name, m in self.act_maps.items() if name not in acts]
+        if missing:
+            m = missing[0]
+            name = m.torch_names[0]
+            known = [*self.params, *acts]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise mapping_error(KeyError(
+                f"mapping {m.numpy_name!r} -> {name!r}: {name!r} is neither a parameter of the model "
+                f"({', '.join(self.params) or 'none'}) nor an activation torch forward returns "
+                f"({', '.join(acts) or 'none'}){hint}"), self._source_path)
+        self._maps_checked = True
 
     def _params_to_numpy(self, get: Callable[[torch.Tensor], torch.Tensor | None], copy: bool = False) -> Tensors:
         """The mapped parameters (or what ``get`` takes of them) as NumPy-layout arrays.

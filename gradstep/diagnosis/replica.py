@@ -93,7 +93,10 @@ class TorchReplica:
         with torch.no_grad():
             if name in self.maps:
                 m = self.maps[name]
-                return np.asarray(m.to_numpy(*[self.runner.params[t].numpy() for t in m.torch_names]), dtype=np.float64)
+                # A copy: SAME and TRANSPOSED layouts of a float64 parameter would return a view of it,
+                # and a finite-difference check that restores "the start" would restore its own perturbation.
+                arrays = [self.runner.params[t].numpy() for t in m.torch_names]
+                return np.array(m.to_numpy(*arrays), dtype=np.float64, copy=True)
             return self.runner.params[name].detach().numpy().copy()
 
     def set_weight(self, name: str, value: np.ndarray) -> None:

@@ -95,6 +95,8 @@ def model(hp):
 
 
 def torch_forward(net, batch, hp):
+    # The batch arrives as tensors in hp.torch_dtype on hp.device, integer arrays too:
+    # .long() a label before a loss that wants class indices.
     h = torch.tanh(net.fc1(batch["x"]))
     return {"h": h, "out": net.fc2(h)}
 
@@ -118,8 +120,11 @@ SCENARIO = Scenario(
     init=init,
     numpy=NumpySide(forward=forward, loss=loss, backward=backward_as_posted, update=update),
     torch=TorchSide(model=model, forward=torch_forward, loss=torch_loss, optimizer=optimizer),
-    # NumPy name -> torch parameter (or activation) name, and the layout between them.
+    # NumPy name -> torch parameter (or activation) name, and the layout between them. The torch
+    # names and shapes: [(n, tuple(p.shape)) for n, p in model(hp).named_parameters()]
+    # ("0.weight", "2.bias"... in an nn.Sequential).
     mapping=[TensorMap("w1", "fc1.weight", TRANSPOSED), TensorMap("w2", "fc2.weight", TRANSPOSED)],
+    # Both variants are required. Until you know the fix, "fixed": Variant("not found yet").
     variants={
         "as-posted": Variant("the NumPy gradient misses the factor 2 of the squared error"),
         "fixed": Variant("the NumPy gradient with its factor 2", {"numpy.backward": backward}),
