@@ -1,4 +1,4 @@
-"""The command line: ``gradstep list``, ``gradstep check``, and ``gradstep SCENARIO``.
+"""The command line: ``gradstep list``, ``gradstep check``, ``gradstep SCENARIO`` and ``gradstep open FILE``.
 
 Exit codes: 0 parity, 1 divergence (or the scenario's own code failed), 2 bad
 input (unknown scenario, broken scenario file, bad option).
@@ -38,6 +38,7 @@ def main() -> None:
     \b
     gradstep SCENARIO            open a scenario (a bundled name or a .py file)
     gradstep check SCENARIO      run it headless: report, exit 0 on parity, 1 on divergence
+    gradstep open FILE           reopen a saved session (check --save, or ctrl+s), read-only
     gradstep list                the bundled scenarios
 
     Scenario files are Python and run with your rights: open only files you trust.
@@ -55,7 +56,9 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Torch dtype (default: the scenario's)."),
         click.option("--rtol", type=float, help="Relative tolerance (give --atol too)."),
         click.option("--atol", type=float, help="Absolute tolerance (give --rtol too)."),
-        click.option("--no-tf32", "no_tf32", is_flag=True, help="On CUDA, turn TF32 matmul off."),
+        click.option("--tf32/--no-tf32", default=None,
+                     help="On CUDA, allow or forbid TF32 in matmuls and convolutions (default: torch's setting "
+                          "as it is; the state is reported)."),
         click.option("--hex", "hex_bits", is_flag=True, help="Show the exact bits instead of decimals."),
     ]
     for option in reversed(options):
@@ -64,7 +67,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_engine(scenario: str, variant: str | None, device: str, dtype: str | None,
-                 rtol: float | None, atol: float | None, no_tf32: bool, patch_file: str | None = None) -> Any:
+                 rtol: float | None, atol: float | None, tf32: bool | None, patch_file: str | None = None) -> Any:
     """Load the scenario (and patches) and make its engine; every bad input ends here with exit 2."""
     from gradstep.engine import Engine, EngineError
     from gradstep.loader import LoadError, load_scenario
@@ -78,12 +81,12 @@ def build_engine(scenario: str, variant: str | None, device: str, dtype: str | N
         loaded = load_scenario(scenario, variant)
         patches = load_file(patch_file) if patch_file else []
         engine = Engine(patched_scenario(loaded, patches), device=device, dtype=dtype, rtol=rtol, atol=atol,
-                        tf32=False if no_tf32 else None)
+                        tf32=tf32)
         engine.base_scenario, engine.patches, engine.patch_file = loaded, patches, patch_file
         return engine
     except PatchError as error:
         _fail(f"{patch_file}: {error}")
-    except (LoadError, EngineError, ScenarioError) as error:
+    except (LoadError, EngineError, ScenarioError) as error:  # ScenarioError: data, init, model or mapping
         _fail(str(error))
 
 
@@ -140,7 +143,8 @@ def new_command(name: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--public", is_flag=True, help="Allow an address other than loopback (patches then run code here).")
-def serve_command(scenario: str, variant: str | None, host: str, port: int, public: bool) -> None:
+@click.option("--present", is_flag=True, help="Open every session in presentation mode (P switches).")
+def serve_command(scenario: str, variant: str | None, host: str, port: int, public: bool, present: bool) -> None:
     """Serve the app in a browser (each visitor gets their own session), on 127.0.0.1 by default."""
     if not _is_loopback(host) and not public:
         _fail(f"{host} is not a loopback address: anyone who reaches it can run code on this machine "
@@ -149,16 +153,17 @@ def serve_command(scenario: str, variant: str | None, host: str, port: int, publ
         Console(stderr=True, soft_wrap=True).print(
             f"[bold yellow]warning:[/] serving on {host}: every visitor can apply patches, which run Python "
             "code on this machine with your rights.")
-    build_server(scenario, variant, host, port).serve()
+    build_server(scenario, variant, host, port, present).serve()
 
 
-def build_server(scenario: str, variant: str | None, host: str, port: int) -> Any:
+def build_server(scenario: str, variant: str | None, host: str, port: int, present: bool = False) -> Any:
     """A textual-serve server that runs `gradstep SCENARIO` for each browser session."""
     import shlex
 
     from textual_serve.server import Server
 
-    command = [sys.executable, "-m", "gradstep", scenario, *(["--variant", variant] if variant else [])]
+    command = [sys.executable, "-m", "gradstep", scenario, *(["--variant", variant] if variant else []),
+               *(["--present"] if present else [])]
     return Server(shlex.join(command), host=host, port=port, title=f"gradstep {scenario}")
 
 
@@ -198,16 +203,18 @@ def list_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
 @click.option("--patch", "patch_file", type=click.Path(dir_okay=False),
               help="Apply the patches in this file (as saved by the app) before running.")
+@click.option("--save", "save_file", type=click.Path(dir_okay=False),
+              help="Save the session to this file after the run, to reopen with `gradstep open FILE`.")
 def check_command(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
-                  atol: float | None, no_tf32: bool, hex_bits: bool, steps: int | None, epochs: int | None,
-                  as_json: bool, patch_file: str | None) -> None:
+                  atol: float | None, tf32: bool | None, hex_bits: bool, steps: int | None, epochs: int | None,
+                  as_json: bool, patch_file: str | None, save_file: str | None) -> None:
     """Run SCENARIO headless and report; exit 0 on parity, 1 on divergence, 2 on bad input.
 
     --patch FILE runs code from FILE (patches are Python): use only files you trust.
     """
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
-    engine = build_engine(scenario, variant, device, dtype, rtol, atol, no_tf32, patch_file)
+    engine = build_engine(scenario, variant, device, dtype, rtol, atol, tf32, patch_file)
     patches = engine_patches(engine)
     if epochs is not None:
         steps = epochs * engine.steps_per_epoch
@@ -220,7 +227,33 @@ def check_command(scenario: str, variant: str | None, device: str, dtype: str | 
         from gradstep.report import print_report
 
         print_report(Console(), engine, result, hex_bits=hex_bits, patches=patches)
-    sys.exit(EXIT_PARITY if result.parity else EXIT_DIVERGED)
+    if save_file is not None:
+        _save_session(engine, result, save_file)
+    parity = result.parity
+    del engine, result  # the last references: the device memory they hold can go back
+    _release_device_memory()
+    sys.exit(EXIT_PARITY if parity else EXIT_DIVERGED)
+
+
+def _save_session(engine: Any, result: Any, path: str) -> None:
+    """``check --save``: write the session and say where on stderr (the report owns stdout)."""
+    from gradstep.session_file import SessionFileError, save
+
+    try:
+        saved = save(engine, path, result)
+    except SessionFileError as error:
+        _fail(str(error))
+    err = Console(stderr=True, soft_wrap=True)
+    for note in saved.notes:
+        err.print(f"session: {note}", highlight=False)
+    err.print(f"session saved to {saved.path} ({saved.size} bytes); reopen it with: gradstep open {saved.path}",
+              highlight=False)
+
+
+def _release_device_memory() -> None:
+    from gradstep.device import release_device_memory
+
+    release_device_memory()
 
 
 def _run_with_progress(engine: Any, steps: int) -> Any:
@@ -249,21 +282,74 @@ def _run_with_progress(engine: Any, steps: int) -> Any:
             bar["p"].stop()
 
 
-@main.command("open", hidden=True)
+@main.command("open")
 @run_options
 @click.option("--patch", "patch_file", type=click.Path(dir_okay=False),
               help="Apply the patches in this file (as saved by the app) before opening.")
+@click.option("--present", is_flag=True, help="Open in presentation mode, for a projector (P switches).")
+@click.option("--report", "as_report", is_flag=True, help="A saved session: print its report instead of opening it.")
 def open_command(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
-                 atol: float | None, no_tf32: bool, hex_bits: bool, patch_file: str | None) -> None:
-    """Open SCENARIO in the debugger, on step 0 before any update.
+                 atol: float | None, tf32: bool | None, hex_bits: bool, patch_file: str | None, present: bool,
+                 as_report: bool) -> None:
+    """Open SCENARIO in the debugger, on step 0 before any update; or a saved session FILE, read-only.
+
+    A saved session (`gradstep check --save FILE`, or ctrl+s in the app) is recognised by its content. It
+    never runs code, so it is safe to open one from someone else; the scenario source inside is shown, not run.
 
     --patch FILE runs code from FILE (patches are Python): use only files you trust.
     """
-    engine = build_engine(scenario, variant, device, dtype, rtol, atol, no_tf32, patch_file)
+    if _is_saved_session(scenario):
+        running = {"--variant": variant, "--device": device != "cpu" or None, "--dtype": dtype, "--rtol": rtol,
+                   "--atol": atol, "--tf32/--no-tf32": tf32, "--patch": patch_file}
+        given = [name for name, value in running.items() if value is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: not for a saved session, which opens as it was recorded")
+        _open_recorded(scenario, hex_bits, present, as_report)
+        return
+    if as_report:
+        raise click.UsageError("--report is for a saved session; for a scenario, use `gradstep check`")
+    engine = build_engine(scenario, variant, device, dtype, rtol, atol, tf32, patch_file)
     from gradstep.tui import create_app
 
     try:
-        app = create_app(engine, hex_bits=hex_bits, user_keymap=True)
+        app = create_app(engine, hex_bits=hex_bits, user_keymap=True, present=present)
+    except ValueError as error:  # a broken keymap file
+        _fail(str(error))
+    app.run()
+    del app, engine  # the last references: the device memory they hold can go back
+    _release_device_memory()
+
+
+def _is_saved_session(target: str) -> bool:
+    """A saved session by its content (a zip with the manifest), or a damaged one by its name."""
+    from pathlib import Path
+
+    from gradstep.session_zip import SUFFIX, looks_like_session  # light: no torch before it is needed
+
+    path = Path(target)
+    return path.is_file() and (looks_like_session(path) or path.suffix == SUFFIX)
+
+
+def _open_recorded(path: str, hex_bits: bool, present: bool, as_report: bool) -> None:
+    """A saved session, read-only: in the app, or its report (exit 0 on parity, 1 on divergence)."""
+    from gradstep.recorded import RecordedRun
+    from gradstep.session_file import SessionFileError
+
+    try:
+        run = RecordedRun.open(path)
+    except SessionFileError as error:
+        _fail(str(error))
+    if as_report:
+        from gradstep.report import print_report
+
+        Console(stderr=True, soft_wrap=True).print(run.describe(), highlight=False)
+        result = run.result()
+        print_report(Console(), run, result, hex_bits=hex_bits, patches=engine_patches(run))
+        sys.exit(EXIT_PARITY if result.parity else EXIT_DIVERGED)
+    from gradstep.tui import create_app
+
+    try:
+        app = create_app(run, hex_bits=hex_bits, user_keymap=True, present=present)
     except ValueError as error:  # a broken keymap file
         _fail(str(error))
     app.run()

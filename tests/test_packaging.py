@@ -49,7 +49,8 @@ def test_non_editable_install_loads_bundled_scenarios_by_name(wheel, tmp_path):
 
 
 def test_the_core_never_imports_textual():
-    core = ["scenario", "loader", "sides", "engine", "trace", "compare", "numfmt", "keys", "report", "cli"]
+    core = ["scenario", "loader", "sides", "engine", "trace", "compare", "numfmt", "keys", "report", "cli",
+            "session_file", "session_tree", "session_window", "session_zip", "recorded"]
     probe = (
         f"import sys; import {', '.join('gradstep.' + m for m in core)}; "
         "bad = [m for m in ('textual',) if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"

@@ -76,3 +76,8 @@ def test_patch_editor_with_an_error(snap_compare):
         await keys_then_settle("ctrl+r")(pilot)
 
     assert snap_compare(make_app(), run_before=run_before, terminal_size=(120, 34))
+
+
+def test_presentation_mode_120x40(snap_compare):
+    """P after one step: the step in big digits, after w with both values and the finding; the tensor below."""
+    assert snap_compare(make_app(), run_before=keys_then_settle("n", "P"), terminal_size=(120, 40))

@@ -53,6 +53,10 @@ async def neuron_diagnosis(pilot) -> None:
     await press(pilot, "n", "a")
 
 
+async def neuron_present(pilot) -> None:
+    await press(pilot, "n", "P")
+
+
 async def fizzbuzz_three_steps(pilot) -> None:
     await press(pilot, "n", "n", "n")
     await find(pilot, "after w1")
@@ -87,6 +91,7 @@ SHOTS = [
     ("tui-neuron-160x48.svg", "neuron", "as-posted", (160, 48), neuron_step),
     ("tui-neuron-80x24.svg", "neuron", "as-posted", (80, 24), neuron_step),
     ("tui-diagnosis-80x24.svg", "neuron", "as-posted", (80, 24), neuron_diagnosis),
+    ("tui-present-120x40.svg", "neuron", "as-posted", (120, 40), neuron_present),
     ("tui-fizzbuzz-160x48.svg", "fizzbuzz", "as-posted", (160, 48), fizzbuzz_three_steps),
     ("patch-editor-error-120x34.svg", "neuron", "as-posted", (120, 34), editor_error),
     ("patch-fizzbuzz-fixed-160x48.svg", "fizzbuzz", "as-posted", (160, 48), fizzbuzz_fixed),

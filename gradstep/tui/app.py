@@ -29,6 +29,7 @@ from textual.app import App
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
+from gradstep.device import release_device_memory
 from gradstep.engine import Engine
 from gradstep.patch import TARGETS, Patch
 from gradstep.tui.bindings import (
@@ -36,23 +37,25 @@ from gradstep.tui.bindings import (
     EDITOR_BINDINGS,
     ENGINE_BINDINGS,
     PATCH_BINDINGS,
+    SHOW_BINDINGS,
     VIEW_BINDINGS,
 )
 from gradstep.tui.findings import Diagnosis
 from gradstep.tui.frame import INITIAL, Frame
 from gradstep.tui.keymap import load_keymap
-from gradstep.tui.messages import DiagnosisReady, FrameReady, PatchDone, RunProgress
+from gradstep.tui.messages import DiagnosisReady, FrameReady, PatchDone, RunProgress, SessionSaved
 from gradstep.tui.presenter import error_text
 from gradstep.tui.screens import HelpScreen, MainScreen, NumberPrompt, PatchEditor
 from gradstep.tui.screens.help import key_display
+from gradstep.tui.screenshot import screenshot_path
 from gradstep.tui.session import Debugger
 from gradstep.tui.widgets import FindingList, RunBar, TensorGrid
 
 # Moves that need the engine: disabled (and dimmed in the footer) while a run is in flight.
 _ENGINE_ACTIONS = {"step", "step_back", "jump", "continue_run", "run_nonfinite", "run_steps", "run_end",
-                   "edit_patch", "undo_patch", "redo_patch", "reset_patches"}
+                   "edit_patch", "undo_patch", "redo_patch", "reset_patches", "save_session"}
 _DEFAULT_KEYS = {b.id: b.key for b in (*ENGINE_BINDINGS, *PATCH_BINDINGS, *DIAGNOSIS_BINDINGS, *EDITOR_BINDINGS,
-                                       *VIEW_BINDINGS, *FindingList.BINDINGS)}
+                                       *SHOW_BINDINGS, *VIEW_BINDINGS, *FindingList.BINDINGS)}
 _QUEUE = 8  # single steps pressed ahead of the worker, kept rather than dropped
 
 
@@ -60,7 +63,8 @@ class GradstepApp(App[None]):
     CSS_PATH = "gradstep.tcss"
     TITLE = "gradstep"
 
-    def __init__(self, engine: Engine, *, hex_bits: bool = False, keymap: dict[str, str] | None = None) -> None:
+    def __init__(self, engine: Engine, *, hex_bits: bool = False, keymap: dict[str, str] | None = None,
+                 present: bool = False) -> None:
         super().__init__()
         self.debugger = Debugger(engine)
         self.frame: Frame | None = None
@@ -72,7 +76,7 @@ class GradstepApp(App[None]):
         self._cancel = threading.Event()
         self._queued: deque[str] = deque()
         self._deferred: Callable[[], None] | None = None  # a patch move asked for while a short job ran
-        self._main = MainScreen(hex_bits=hex_bits)
+        self._main = MainScreen(hex_bits=hex_bits, present=present)
         self.diagnosis: Diagnosis | None = None
         self._diagnosis_wanted: tuple[int | None] | None = None  # (the step, or None: the first divergence)
         self._diagnosing: int | None = None  # the step being diagnosed, for the pane's title
@@ -81,6 +85,8 @@ class GradstepApp(App[None]):
     def on_mount(self) -> None:
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
+        if self.recorded_from is not None:
+            self.title = f"gradstep · read-only: recorded session {self.recorded_from}"
         self.push_screen(self._main)
         self._start(lambda: self.debugger.show(INITIAL))
 
@@ -139,7 +145,7 @@ class GradstepApp(App[None]):
         self.frame, self.view_step = frame, frame.step
         self.main.show_frame(frame, self.last_error)
         if frame.notice:
-            self.notify(frame.notice, timeout=4)
+            self.notify(frame.notice, timeout=4, markup=False)  # it quotes tensor names
         self._diagnosis_for(frame)
 
     @on(RunProgress)
@@ -248,7 +254,7 @@ class GradstepApp(App[None]):
 
     # ---- patches: the editor, apply, undo, redo, reset (each a replay) ----------------
     def action_edit_patch(self) -> None:
-        if self.running:
+        if self.running or self._refused_read_only("patching"):
             return
         session = self.debugger.patches
         target = session.last_target or self._suggested_target() or "numpy.backward"
@@ -284,6 +290,8 @@ class GradstepApp(App[None]):
                          "no patch in force: this is the scenario's original")
 
     def _patch_move(self, action: str, what: str, possible: bool, otherwise: str) -> None:
+        if self._refused_read_only("patching"):
+            return
         if not possible:
             self.notify(otherwise)
             return
@@ -370,19 +378,103 @@ class GradstepApp(App[None]):
             ("Patching (each move replays from step 0)", PATCH_BINDINGS),
             ("In the patch editor", EDITOR_BINDINGS),
             ("Diagnosis", [*DIAGNOSIS_BINDINGS, *FindingList.BINDINGS]),
+            ("Workshops", SHOW_BINDINGS),
             ("Looking", VIEW_BINDINGS),
             ("Moving in the tensor", list(TensorGrid.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections, self.user_keymap))
 
+    def action_save_screenshot(self) -> None:
+        """The screen as an SVG file named for the scenario and step; in a browser, a download."""
+        frame = self.frame
+        if frame is None:
+            self.notify("nothing on screen yet", title="screenshot", severity="warning")
+            return
+        target = screenshot_path(frame.scenario, frame.variant, frame.step)
+        self.clear_notifications()  # a toast left on screen would be in the picture
+        self.call_after_refresh(self._save_screenshot, target)
+
+    def _save_screenshot(self, target: Path) -> None:
+        if self.is_web:  # the server's directory is no use to the person at the browser
+            self.deliver_screenshot(target.name)
+            self.notify(f"screenshot {target.name} sent to the browser", title="screenshot", markup=False)
+            return
+        try:
+            saved = self.save_screenshot(target.name, str(target.parent))
+        except OSError as error:
+            self.notify(f"screenshot not saved: {error.strerror or error} ({target.parent})", title="screenshot",
+                        severity="error", timeout=10, markup=False)  # a path may hold [brackets]
+            return
+        self.notify(f"saved to {saved}", title="screenshot", timeout=8, markup=False)
+
+    # ---- sessions: save one to share; a saved one opens read-only -------------------
+    @property
+    def recorded_from(self) -> str | None:
+        """The file of a saved session opened read-only, None for a live run."""
+        engine = self.debugger.engine
+        return str(engine.path) if getattr(engine, "read_only", False) else None
+
+    def _refused_read_only(self, what: str) -> bool:
+        """In a saved session, say that ``what`` would run the scenario's code; True when refused."""
+        if self.recorded_from is None:
+            return False
+        self.notify(f"{what} is unavailable: read-only recorded session {self.recorded_from} "
+                    "(a saved session's code is never run)", severity="warning", timeout=6, markup=False)
+        return True
+
+    def action_save_session(self) -> None:
+        """Save the session on the engine worker (it reads the engine), to the default path."""
+        if self.recorded_from is not None:
+            self.notify(f"this is a saved session already: {self.recorded_from}", title="session", markup=False)
+            return
+        if self.busy:
+            if not self.running:
+                self._deferred = self.action_save_session
+            return
+        from gradstep.session_file import default_session_path
+
+        engine, view = self.debugger.engine, self.view_step
+        target = default_session_path(engine.scenario, engine.next_step)
+        self._start(lambda: _save_session(engine, target, view))
+
+    @on(SessionSaved)
+    def _session_saved(self, message: SessionSaved) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="session not saved", severity="error", timeout=10, markup=False)
+            return
+        left_out = f"\n{len(message.notes)} value(s) left out (not saveable without pickle)" if message.notes else ""
+        self.notify(f"saved to {message.path}\nopen it with: gradstep open {message.path}{left_out}",
+                    title="session", timeout=10, markup=False)
+
     async def action_quit(self) -> None:
         self._cancel.set()  # a run in flight stops at its next step
         self.exit()
 
+    def on_unmount(self) -> None:
+        """Quitting: a run in flight stops, and the GPU memory torch has cached but no longer uses goes back.
+
+        The engine itself stays with its owner (the CLI drops it, then releases again), so a caller can
+        still read ``app.debugger`` after ``run()``.
+        """
+        self._cancel.set()
+        gc.unfreeze()  # the first frame froze everything alive then, the engine included, out of collection
+        release_device_memory()
+
+
+def _save_session(engine: Engine, target: Path, view: int) -> SessionSaved:
+    """On the engine worker: the session with the step shown in full, or why it could not be written."""
+    from gradstep.session_file import SessionFileError, save
+
+    try:
+        saved = save(engine, target, steps=(view,))
+    except SessionFileError as error:
+        return SessionSaved(str(target), str(error))
+    return SessionSaved(str(saved.path), notes=saved.notes)
+
 
 def create_app(engine: Engine, *, hex_bits: bool = False, keymap: dict[str, str] | None = None,
-               keymap_file: Path | None = None, user_keymap: bool = False) -> GradstepApp:
+               keymap_file: Path | None = None, user_keymap: bool = False, present: bool = False) -> GradstepApp:
     """The app for ``engine``: the CLI passes ``user_keymap=True`` to read the user's keymap file."""
     keys = dict(load_keymap(keymap_file) if (user_keymap or keymap_file) else {})
     keys.update(keymap or {})
-    return GradstepApp(engine, hex_bits=hex_bits, keymap=keys)
+    return GradstepApp(engine, hex_bits=hex_bits, keymap=keys, present=present)

@@ -19,6 +19,8 @@ ENGINE_BINDINGS = [
     Binding("r", "app.run_steps", "Run N", tooltip="Run N steps on from the viewed step", id="run_steps"),
     Binding("e", "app.run_end", "To end", tooltip="Run to the end of the scenario", id="run_end"),
     Binding("escape", "app.interrupt", "Stop", tooltip="Stop the run in progress", id="interrupt"),
+    Binding("ctrl+s", "app.save_session", "Save",
+            tooltip="Save the session to a file to share (opens read-only: gradstep open FILE)", id="save_session"),
     Binding("question_mark", "app.help", "Help", tooltip="This list of keys", id="help"),
     Binding("q", "app.quit", "Quit", tooltip="Quit gradstep", id="quit"),
 ]
@@ -61,6 +63,16 @@ PATCH_BINDINGS = [
 DIAGNOSIS_BINDINGS = [
     Binding("a", "diagnosis", "Diagnose",
             tooltip="Diagnose the step shown and show the findings (again: back to the tensor)", id="diagnose"),
+]
+
+# Workshops: a layout for the projector, and a picture of the screen for the handout.
+SHOW_BINDINGS = [
+    Binding("P", "present", "Present",
+            tooltip="Presentation mode: the step in big digits, the tensor, its worst element and the diagnosis; "
+                    "again: back to the normal layout", id="present"),
+    Binding("S", "app.save_screenshot", "Screenshot",
+            tooltip="Save the screen as an SVG file (in $GRADSTEP_SCREENSHOT_DIR, else the current directory)",
+            id="screenshot"),
 ]
 
 # The patch editor: keys a TextArea does not type (priority, so they work with the cursor in the text).

@@ -6,6 +6,11 @@ the run's device and dtype. The UI thread only ever reads frames, so it never
 touches the engine while a worker is stepping it.
 
 Step ``-1`` is the start: both sides' initial weights, before any update.
+
+A recorded session (:class:`~gradstep.recorded.RecordedRun`) holds full
+tensors for the steps of its window only: another step's frame is its summary
+row (each tensor's status, worst difference and out-of-tolerance count, no
+elements), with a notice saying which steps were saved in full.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 from gradstep import keys
 from gradstep.compare import Status, Tolerance, tolerance_for
 from gradstep.engine import Engine
+from gradstep.recorded import StepNotRecorded
 from gradstep.sides import ScenarioError
 from gradstep.tui.pairs import pair_facts
 
@@ -37,6 +43,7 @@ class TensorEntry:
     n_bad: int
     worst_index: tuple[int, ...] | None
     local: np.ndarray | None = None  # the NumPy side re-run from torch's weights, when measured
+    recorded: bool = True  # False: a saved session's summary row, without the elements
 
     @property
     def shape(self) -> tuple[int, ...] | None:
@@ -90,6 +97,7 @@ class Frame:
     replayed: bool = False  # a patch move replayed the run: the status says how the divergence moved
     divergence_before: tuple[int, str] | None = None  # the first divergence before that replay
     generation: int = 0  # which engine: every patch replay makes a new one
+    recorded_from: str = ""  # a saved session's file: the run is read-only
 
     def entry(self, key: str) -> TensorEntry | None:
         return next((e for e in self.entries if e.key == key), None)
@@ -102,7 +110,10 @@ def build_frame(engine: Engine, step: int, phases: PhaseMap) -> Frame:
     """The frame of ``step`` (INITIAL, or a step already run)."""
     if step == INITIAL:
         return _initial_frame(engine)
-    record = engine.record(step)
+    try:
+        record = engine.record(step)
+    except StepNotRecorded as missing:
+        return _summary_frame(engine, step, phases).with_(notice=str(missing))
     trace = engine.trace
     column = {k: i for i, k in enumerate(trace.keys)}
     entries = []
@@ -124,8 +135,33 @@ def build_frame(engine: Engine, step: int, phases: PhaseMap) -> Frame:
                   _loss(record.numpy), _loss(record.torch))
 
 
+def _summary_frame(engine: Engine, step: int, phases: PhaseMap) -> Frame:
+    """A step of a saved session outside its window: the trace's row for it, no elements."""
+    trace = engine.trace
+    column = {k: i for i, k in enumerate(trace.keys) if trace.status[step, i] >= 0}
+    rank = {p: i for i, p in enumerate(keys.PHASES)}
+    ordered = sorted(column, key=lambda k: rank.get(phases.phase_of(engine, k), 0))
+    tol = tolerance_for(np.dtype(engine.dtype_name), np.dtype(engine.dtype_name), engine.rtol, engine.atol)
+    entries = tuple(
+        TensorEntry(k, phases.phase(k), Status(int(trace.status[step, column[k]])), None, None, tol,
+                    float(trace.max_abs[step, column[k]]), int(trace.n_bad[step, column[k]]), None, recorded=False)
+        for k in ordered)
+    epoch, batch = engine.position(step)
+    losses = trace.losses[step]
+    return _frame(engine, step, epoch, batch, entries, np.float64(losses[0]), _as_run_dtype(losses[1], engine))
+
+
+def _as_run_dtype(value: float, engine: Engine) -> np.generic:
+    """The trace keeps losses as float64: shown in torch's dtype when that holds it exactly (9 digits, not 17)."""
+    narrow = np.asarray(value).astype(engine.dtype_name)[()]
+    return narrow if float(narrow) == value or np.isnan(value) else np.float64(value)
+
+
 def _initial_frame(engine: Engine) -> Frame:
-    weights = engine.initial_weights()
+    try:
+        weights = engine.initial_weights()
+    except StepNotRecorded as missing:
+        return _frame(engine, INITIAL, None, None, (), None, None).with_(notice=str(missing))
     names = list(dict.fromkeys([*weights["numpy"], *weights["torch"]]))
     entries = []
     for name in names:
@@ -146,6 +182,7 @@ def _frame(engine: Engine, step: int, epoch: int | None, batch: int | None, entr
         first_divergence=None if d is None else (d.step, d.tensor), first_nonfinite=engine.first_nonfinite,
         device=engine.device, dtype=engine.dtype_name, tf32=engine.tf32,
         scenario=engine.scenario.name, variant=engine.scenario.variant,
+        recorded_from=str(engine.path) if getattr(engine, "read_only", False) else "",
     )
 
 
@@ -172,9 +209,13 @@ class PhaseMap:
     def ordered(self, engine: Engine, record) -> list[str]:
         names = engine.compute_order(record)
         for k in names:
-            if k not in self._phase:
-                self._phase[k] = engine.phase_of(k)
+            self.phase_of(engine, k)
         return names
+
+    def phase_of(self, engine: Engine, key: str) -> str:
+        if key not in self._phase:
+            self._phase[key] = engine.phase_of(key)
+        return self._phase[key]
 
     def phase(self, key: str) -> str:
         return self._phase.get(key, "forward")

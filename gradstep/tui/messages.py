@@ -39,3 +39,11 @@ class DiagnosisReady(Message):
     def __init__(self, diagnosis: Diagnosis) -> None:
         super().__init__()
         self.diagnosis = diagnosis
+
+
+class SessionSaved(Message):
+    """The save key's job finished: the file written, or why it was not."""
+
+    def __init__(self, path: str, error: str | None = None, notes: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.path, self.error, self.notes = path, error, notes

@@ -33,11 +33,15 @@ class StatusView:
     divergence: str
     diverged: bool
     patches: str = ""  # "patches: numpy.backward, torch.loss", "" when none is in force
+    read_only: str = ""  # "read-only: recorded session FILE", "" for a live run
 
 
 def entry_view(entry: TensorEntry) -> EntryView:
     note = worst = ""
-    if entry.status == Status.ONE_SIDE:
+    if not entry.recorded:  # a saved session's summary row: the worst difference is known, the elements not
+        note = "summary only"
+        worst = shortest(entry.max_abs) if entry.max_abs else ""
+    elif entry.status == Status.ONE_SIDE:
         note = f"{'NumPy' if entry.numpy is not None else 'torch'} only"
     elif entry.status == Status.SHAPE:
         note = f"NumPy {_shape(entry.numpy)} vs torch {_shape(entry.torch)}"
@@ -67,8 +71,9 @@ def status_view(frame: Frame, hex_bits: bool = False) -> StatusView:
         step, tensor = frame.first_divergence
         divergence = f"✗ first divergence: step {step}, {tensor}"
     patches = f"patches: {', '.join(frame.patches)}" if frame.patches else ""
+    read_only = f"read-only: recorded session {frame.recorded_from}" if frame.recorded_from else ""
     return StatusView(f"{frame.scenario} ({frame.variant})", position, where, losses, divergence,
-                      frame.first_divergence is not None, patches)
+                      frame.first_divergence is not None, patches, read_only)
 
 
 def error_text(error: ErrorInfo) -> str:
@@ -84,6 +89,8 @@ def tensor_title(entry: TensorEntry, slice_label: str) -> str:
         parts[0] += f" (torch {_shape(entry.torch)})"
     if slice_label:
         parts.append(slice_label)
+    if not entry.recorded:
+        parts.append("summary only: its elements were not saved")
     if entry.n_bad:
         parts.append(f"{entry.n_bad} out of tolerance")
     parts.append(f"rtol {shortest(entry.tolerance.rtol)} atol {shortest(entry.tolerance.atol)}")

@@ -6,6 +6,10 @@ step already run reads the engine's trace (``engine.record``, which recomputes
 old steps from checkpoints): it never moves the engine's frontier. Moving
 past the frontier steps the engine. A failure of the scenario's code comes
 back as the frame of the last good view with ``error`` set.
+
+A recorded session (``engine.read_only``) never runs code: moving past its
+last step says so, and a diagnosis is the one saved with it, at the first
+divergence.
 """
 
 from __future__ import annotations
@@ -39,6 +43,20 @@ class Debugger:
         """The newest step run, INITIAL when none."""
         return self.engine.next_step - 1
 
+    @property
+    def read_only(self) -> bool:
+        """A saved session: nothing can run."""
+        return getattr(self.engine, "read_only", False)
+
+    def _end_of_recording(self, until: str | None = None) -> Frame:
+        """Past a saved session's last step: its last step, and why it goes no further."""
+        looked = {"divergence": "no divergence", "nonfinite": "no NaN/Inf"}.get(until or "")
+        found = f"{looked} in the {self.engine.next_step} recorded steps; " if looked else ""
+        end = f"ends at step {self.last_step}" if self.last_step >= 0 else "holds the initial weights only"
+        return self.show(self.last_step).with_(
+            notice=f"{found}read-only: the recorded session {end}; running further would run the scenario's "
+                   "code, which a saved session never does")
+
     def show(self, step: int) -> Frame:
         frame = build_frame(self.engine, max(INITIAL, min(step, self.last_step)), self.phases)
         return frame.with_(patches=tuple(self.patches.in_force()), replayed=self.replayed,
@@ -63,6 +81,8 @@ class Debugger:
         """The ranked findings at ``step`` (None: at the first divergence)."""
         first = self.engine.first_divergence
         at = step if step is not None else (first.step if first is not None else None)
+        if self.read_only:
+            return self._recorded_diagnosis(at, first.step if first is not None else None, step is None)
         if at is None or at < 0:
             why = "no divergence so far: nothing to diagnose" if at is None else \
                 "the initial weights: nothing has run yet to diagnose (step first)"
@@ -75,10 +95,22 @@ class Debugger:
         at_divergence = first is not None and first.step == at
         return Diagnosis(self.generation, at, findings, at_divergence=at_divergence, auto=step is None)
 
+    def _recorded_diagnosis(self, at: int | None, first: int | None, auto: bool) -> Diagnosis:
+        """A saved session's diagnosis: the one made at its first divergence when it was saved."""
+        if first is not None and at == first:
+            findings, error = self.engine.recorded_diagnosis()
+            return Diagnosis(self.generation, at, tuple(findings), at_divergence=True, auto=auto, error=error)
+        why = ("no divergence in the recorded session: nothing to diagnose" if first is None else
+               f"read-only: a diagnosis re-runs the scenario's code, which a saved session never does; "
+               f"the file holds the diagnosis of the first divergence, step {first}")
+        return Diagnosis(self.generation, at, (), at_divergence=False, auto=auto, error=why)
+
     def forward(self, view: int) -> Frame:
         """One step on from ``view``: an old step from the trace, or a new one at the frontier."""
         if view + 1 <= self.last_step:
             return self.show(view + 1)
+        if self.read_only:
+            return self._end_of_recording()
         if self.engine.next_step >= self.engine.total_steps:
             return self.show(view).with_(notice=f"the run is over: all {self.engine.total_steps} steps are done")
         try:
@@ -98,6 +130,8 @@ class Debugger:
         target = max(INITIAL, min(target, self.engine.total_steps - 1))
         if target <= self.last_step:
             return self.show(target)
+        if self.read_only:
+            return self._end_of_recording()
         return self._run(target - self.last_step, None, view, progress, cancelled, target=target)
 
     def run(self, steps: int | None, until: str | None, view: int, progress: Progress | None = None,
@@ -112,6 +146,8 @@ class Debugger:
 
     def _run(self, steps: int | None, until: str | None, view: int, progress: Progress | None,
              cancelled: Cancelled | None, target: int | None = None) -> Frame:
+        if self.read_only:
+            return self._end_of_recording(until)
         if self.engine.next_step >= self.engine.total_steps:
             return self.show(view).with_(notice=f"the run is over: all {self.engine.total_steps} steps are done")
         result = self.engine.run(steps=steps, until=until, progress=progress, cancelled=cancelled)

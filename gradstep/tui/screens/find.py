@@ -27,7 +27,7 @@ class FindScreen(ModalScreen[str | None]):
         with Vertical(id="find-dialog", classes="dialog"):
             yield Label("Find a tensor (part of its name; Enter opens, Escape cancels)")
             yield Input(placeholder="e.g. grad w1", id="find-input")
-            yield OptionList(*self.keys, id="find-matches")
+            yield OptionList(*self.keys, id="find-matches", markup=False)
 
     def on_mount(self) -> None:
         self.query_one(OptionList).highlighted = 0 if self.keys else None

@@ -1,5 +1,11 @@
 """The main screen: navigator, tensor grid, element detail, status line, loss plot, diagnosis, footer.
 
+Presentation mode (``present``, ``--present``) is a class on the screen: the
+stylesheet hides the status line, the navigator, the detail and the plot and
+shows a heading with the step in big digits; like the compact layout, one
+pane fills the body (``t``, ``p``, ``a`` switch it). Toggling it changes
+classes only, so nothing shown is lost.
+
 It shows frames (``show_frame``) and diagnoses (``show_diagnosis``) and owns
 the view-only moves: which tensor, which element, hex or decimal, which
 difference, which slice, which pane in the compact layout. Moves that need the
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import BindingType
@@ -18,10 +25,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from gradstep import keys
-from gradstep.tui.bindings import DIAGNOSIS_BINDINGS, ENGINE_BINDINGS, PATCH_BINDINGS, VIEW_BINDINGS
+from gradstep.tui.bindings import DIAGNOSIS_BINDINGS, ENGINE_BINDINGS, PATCH_BINDINGS, SHOW_BINDINGS, VIEW_BINDINGS
 from gradstep.tui.findings import Diagnosis, evidence_target
 from gradstep.tui.frame import INITIAL, Frame, TensorEntry
 from gradstep.tui.grid_model import DiffMode, GridModel
+from gradstep.tui.presentation import present_view
 from gradstep.tui.presenter import entry_view, status_view, tensor_title
 from gradstep.tui.screens.find import FindScreen
 from gradstep.tui.widgets import (
@@ -29,6 +37,7 @@ from gradstep.tui.widgets import (
     ElementDetail,
     ErrorBanner,
     LossPlot,
+    PresentHeading,
     RunBar,
     StatusBar,
     TensorGrid,
@@ -39,10 +48,11 @@ COMPACT_WIDTH, COMPACT_HEIGHT = 120, 34
 
 
 class MainScreen(Screen):
-    BINDINGS: ClassVar[list[BindingType]] = [*ENGINE_BINDINGS, *PATCH_BINDINGS, *DIAGNOSIS_BINDINGS, *VIEW_BINDINGS]
+    BINDINGS: ClassVar[list[BindingType]] = [*ENGINE_BINDINGS, *PATCH_BINDINGS, *DIAGNOSIS_BINDINGS, *SHOW_BINDINGS,
+                                             *VIEW_BINDINGS]
 
-    def __init__(self, hex_bits: bool = False) -> None:
-        super().__init__()
+    def __init__(self, hex_bits: bool = False, present: bool = False) -> None:
+        super().__init__(classes="-present" if present else None)
         self.frame: Frame | None = None
         self.selected: str | None = None
         self.hex_bits = hex_bits
@@ -54,6 +64,7 @@ class MainScreen(Screen):
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
         yield ErrorBanner(id="error")
+        yield PresentHeading(id="present")
         with Horizontal(id="body"):
             yield TensorNavigator(id="navigator")
             with Vertical(id="right"):
@@ -71,6 +82,7 @@ class MainScreen(Screen):
         self.query_one(TensorGrid).focus()
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw_marks())
         self._layout(self.app.size.width, self.app.size.height)
+        self._space_grid()  # (_layout leaves the widgets alone until the screen is mounted)
 
     def on_resize(self, event) -> None:
         self._layout(event.size.width, event.size.height)
@@ -81,6 +93,7 @@ class MainScreen(Screen):
         self.set_class(compact, "-compact")
         if self.is_mounted:
             self.query_one(Footer).compact = compact
+            self._space_grid()
             if changed and self.frame is not None:
                 self.query_one(StatusBar).show_status(status_view(self.frame, self.hex_bits), compact)
         self.set_class(width >= 180 and height >= 50, "-large")
@@ -88,6 +101,15 @@ class MainScreen(Screen):
     @property
     def compact(self) -> bool:
         return self.has_class("-compact")
+
+    @property
+    def presenting(self) -> bool:
+        return self.has_class("-present")
+
+    @property
+    def single_pane(self) -> bool:
+        """One pane fills the body (grid, tensor list, plot or diagnosis): compact, or presenting."""
+        return self.compact or self.presenting
 
     # ---- showing -------------------------------------------------------------
     def show_frame(self, frame: Frame, error: str | None) -> None:
@@ -107,7 +129,7 @@ class MainScreen(Screen):
         navigator.border_title = "initial weights" if frame.step < 0 else f"step {frame.step}"
         keep_cursor = previous is not None and key == self.selected and frame.focus_key is None
         self._select(key, keep_cursor=keep_cursor)
-        if not self.compact or self.pane == "plot":
+        if not self.single_pane or self.pane == "plot":
             self.query_one(LossPlot).show_losses(frame.losses, frame.step)
 
     def _redraw_marks(self) -> None:
@@ -115,6 +137,15 @@ class MainScreen(Screen):
         if self.frame is not None:
             self.query_one(TensorNavigator).show_entries(
                 [entry_view(e) for e in self.frame.entries], self.selected, self.app.current_theme.dark)
+            self._show_present()
+
+    def _show_present(self) -> None:
+        """The presentation heading, drawn only while presenting (stepping costs nothing otherwise)."""
+        if not self.presenting or self.frame is None:
+            return
+        entry = self.frame.entry(self.selected) if self.selected else None
+        view = present_view(self.frame, entry, self.query_one(DiagnosisPane).diagnosis, self.hex_bits)
+        self.query_one(PresentHeading).show_view(view, self.app.current_theme.dark)
 
     def _select(self, key: str | None, keep_cursor: bool = False) -> None:
         """Open tensor ``key`` in the grid; the cursor on its worst element unless kept."""
@@ -127,6 +158,14 @@ class MainScreen(Screen):
             grid.show_model(None)
             self._show_detail()
             self.query_one("#tensor-title", Static).update("", layout=False)
+            self._show_present()
+            return
+        if not entry.recorded:  # a saved session's summary row: no elements to draw
+            self.model = None
+            grid.show_model(None)
+            self._show_detail()
+            self._title(entry)
+            self.query_one(TensorNavigator).select_key(key)
             return
         keep = keep_cursor and old is not None and old.key == key and old.shape == entry.shape
         self.model = GridModel(entry.key, entry.numpy, entry.torch, entry.tolerance, entry.worst_index,
@@ -135,10 +174,12 @@ class MainScreen(Screen):
         self._show_detail()
         self._title(entry)
         self.query_one(TensorNavigator).select_key(key)
+        self._show_present()
 
     def _title(self, entry: TensorEntry) -> None:
         label = self.model.slice_label() if self.model else ""
-        self.query_one("#tensor-title", Static).update(tensor_title(entry, label), layout=False)
+        # Text, not markup: a tensor name (from a session file someone sent, too) is never parsed as markup.
+        self.query_one("#tensor-title", Static).update(Text(tensor_title(entry, label)), layout=False)
 
     @on(TensorGrid.CursorMoved)
     def _cursor_moved(self, event: TensorGrid.CursorMoved) -> None:
@@ -168,7 +209,7 @@ class MainScreen(Screen):
     def _chosen(self, event: TensorNavigator.Opened) -> None:
         if event.key != self.selected:
             self._select(event.key)
-        if self.compact:
+        if self.single_pane:
             self.action_pane("grid")
         self.query_one(TensorGrid).focus()
 
@@ -218,6 +259,7 @@ class MainScreen(Screen):
             self.query_one(TensorGrid).model_changed()
         if self.frame is not None:
             self.query_one(StatusBar).show_status(status_view(self.frame, self.hex_bits), self.compact)
+            self._show_present()
 
     def action_diff_mode(self) -> None:
         self.mode = self.mode.next()
@@ -245,8 +287,11 @@ class MainScreen(Screen):
             self._title(entry)
 
     def action_pane(self, pane: str) -> None:
-        """Compact layout: switch the body between grid, tensor list, plot and diagnosis. Wide: focus / show-hide."""
-        if self.compact:
+        """Compact layout or presenting: switch the body between grid, tensor list, plot and diagnosis.
+
+        Wide: focus the list or the findings, show or hide the plot.
+        """
+        if self.single_pane:
             self._compact_pane("grid" if self.pane == pane else pane)
             return
         if pane == "tensors":
@@ -261,6 +306,22 @@ class MainScreen(Screen):
                 diagnosis.focus_findings()
         else:
             self.toggle_class("-hide-plot")
+
+    def action_present(self) -> None:
+        """Presentation mode on or off; the pane, the tensor and the cursor stay as they are."""
+        self.toggle_class("-present")
+        self._space_grid()
+        if self.single_pane:
+            self._compact_pane(self.pane)  # the focus goes to the pane shown: the tensor list may be hidden now
+        elif self.pane == "diagnosis":
+            self.add_class("-diagnosis")  # back in the wide layout, the findings keep the focus beside the plot
+        if self.frame is not None:
+            self.query_one(LossPlot).show_losses(self.frame.losses, self.frame.step)
+        self._show_present()
+
+    def _space_grid(self) -> None:
+        """Wider cells when presenting, unless the terminal is compact: there every column counts."""
+        self.query_one(TensorGrid).set_spacious(self.presenting and not self.compact)
 
     def _compact_pane(self, pane: str) -> None:
         self.pane = pane
@@ -281,12 +342,13 @@ class MainScreen(Screen):
         if diagnosis is not None or pending is not None:
             self.add_class("-diagnosis")
         self.query_one(DiagnosisPane).show_diagnosis(diagnosis, pending, diagnose_key)
+        self._show_present()
 
     def action_diagnosis(self) -> None:
         """Diagnose the step shown (unless it is the one diagnosed) and show the findings; again: back."""
         pane = self.query_one(DiagnosisPane)
         step = self.frame.step if self.frame is not None else INITIAL
-        showing = pane.has_findings_focus or (self.compact and self.pane == "diagnosis")
+        showing = pane.has_findings_focus or (self.single_pane and self.pane == "diagnosis")
         diagnosed = (pane.diagnosis is not None and pane.diagnosis.step == step) or pane.pending == step
         if showing and diagnosed:
             self.action_pane("diagnosis")  # back to the tensor
@@ -299,7 +361,7 @@ class MainScreen(Screen):
     @on(DiagnosisPane.EvidenceWanted)
     def _evidence(self, event: DiagnosisPane.EvidenceWanted) -> None:
         step, tensor = evidence_target(event.finding, event.step)
-        if self.compact:
+        if self.single_pane:
             self._compact_pane("grid")
         else:
             self.query_one(TensorGrid).focus()

@@ -4,6 +4,7 @@ from gradstep.tui.widgets.diagnosis_pane import DiagnosisPane, FindingList
 from gradstep.tui.widgets.element_detail import ElementDetail
 from gradstep.tui.widgets.loss_plot import LossPlot
 from gradstep.tui.widgets.navigator import TensorNavigator
+from gradstep.tui.widgets.present_heading import PresentHeading
 from gradstep.tui.widgets.run_bar import RunBar
 from gradstep.tui.widgets.status_bar import ErrorBanner, StatusBar
 from gradstep.tui.widgets.tensor_grid import TensorGrid
@@ -14,6 +15,7 @@ __all__ = [
     "ErrorBanner",
     "FindingList",
     "LossPlot",
+    "PresentHeading",
     "RunBar",
     "StatusBar",
     "TensorGrid",

@@ -60,7 +60,7 @@ class DiagnosisPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(diagnosis_title(None), id="diagnosis-title")
-        yield FindingList(id="findings")
+        yield FindingList(id="findings", markup=False)  # findings quote tensor names: text
         with VerticalScroll(id="finding-detail"):
             yield Static(id="finding-text")
 

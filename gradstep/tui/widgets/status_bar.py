@@ -15,6 +15,8 @@ class StatusBar(Static):
 
     def show_status(self, view: StatusView, compact: bool = False) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
+        if view.read_only:  # first, so a narrow line never cuts it
+            text.append(f"{view.read_only} · ", style="bold reverse")
         text.append(view.scenario, style="bold")
         text.append(f" · {view.position}", style="bold")
         if not compact:

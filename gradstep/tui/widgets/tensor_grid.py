@@ -27,6 +27,7 @@ from gradstep.tui.marks import BAD_MARK, NONFINITE_MARK
 
 _SEP = " │ "
 _MIN_CELL = 13
+_PAD, _SPACIOUS_PAD = 2, 6  # spaces a cell keeps beside its widest number; more in presentation mode
 
 
 @dataclass
@@ -88,6 +89,7 @@ class TensorGrid(ScrollView, can_focus=True):
         self._lines: LRUCache[tuple, Strip] = LRUCache(1024)
         self._generation = -1
         self._pass: _Pass | None = None
+        self.spacious = False
 
     # ---- feeding ---------------------------------------------------------------
     def show_model(self, model: GridModel | None, cursor: tuple[int, int] | None = None) -> None:
@@ -106,6 +108,13 @@ class TensorGrid(ScrollView, can_focus=True):
         self._reveal_cursor(center=True)
         if not self.scrollable_content_region.height:  # not laid out yet: again once it is
             self.call_after_refresh(self._reveal_cursor, True)
+
+    def set_spacious(self, spacious: bool) -> None:
+        """Presentation mode: wider cells, so columns stay apart when read from the back of a room."""
+        if spacious != self.spacious:
+            self.spacious = spacious
+            self._lines.clear()
+            self._reveal_cursor()
 
     def model_changed(self) -> None:
         """The model's slice, hex or difference mode changed: redraw, keep the cursor in range."""
@@ -133,7 +142,8 @@ class TensorGrid(ScrollView, can_focus=True):
         model = self.model
         assert model is not None
         label = len(str(max(model.rows - 1, 0))) + 1
-        cells = tuple(max(layout.width + 2, _MIN_CELL + (pane == 2)) for pane, layout in enumerate(model.layouts))
+        pad = _SPACIOUS_PAD if self.spacious else _PAD
+        cells = tuple(max(layout.width + pad, _MIN_CELL + (pane == 2)) for pane, layout in enumerate(model.layouts))
         avail = self.scrollable_content_region.width - label - 2 * len(_SEP)
         per_column = sum(cells) + 3
         visible = max(1, min(model.cols, avail // per_column))
