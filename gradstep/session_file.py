@@ -69,11 +69,11 @@ class Saved:
 # ---- saving ----------------------------------------------------------------------
 
 
-def default_session_path(scenario: Any, step: int) -> Path:
-    """Where the app's save key writes: ``$XDG_STATE_HOME/gradstep/sessions/SCENARIO-VARIANT-stepN.gradstep``."""
+def default_session_path(scenario: Any, steps: int) -> Path:
+    """Where the app's save key writes: ``$XDG_STATE_HOME/gradstep/sessions/SCENARIO-VARIANT-Nsteps.gradstep``."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{scenario.name}-{scenario.variant}")
-    return base / "gradstep" / "sessions" / f"{safe}-step{step}{SUFFIX}"
+    return base / "gradstep" / "sessions" / f"{safe}-{steps}steps{SUFFIX}"
 
 
 def save(engine: Any, path: str | Path, result: RunResult | None = None, steps: tuple[int, ...] = ()) -> Saved:

@@ -93,7 +93,7 @@ async def test_the_save_key_writes_the_session(tmp_path, monkeypatch):
         notes = recorded_notes(app)
         await settle(pilot)
         await press(pilot, "n", "n", "ctrl+s")
-        target = tmp_path / "gradstep" / "sessions" / "neuron-as-posted-step2.gradstep"
+        target = tmp_path / "gradstep" / "sessions" / "neuron-as-posted-2steps.gradstep"
         assert f"saved to {target}" in notes[-1]
         run = RecordedRun.open(target)
         assert run.next_step == 2 and run.trace.window_steps() == [0, 1]
