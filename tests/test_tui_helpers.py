@@ -51,6 +51,19 @@ async def type_text(pilot, text: str) -> None:
     await pilot.press(*["space" if c == " " else c for c in text])
 
 
+def recorded_notes(app) -> list[str]:
+    """Every message the app shows from now on (toasts time out; the list does not)."""
+    notes: list[str] = []
+    original = app.notify
+
+    def notify(message, **options):
+        notes.append(message)
+        return original(message, **options)
+
+    app.notify = notify
+    return notes
+
+
 def lines(widget) -> list[str]:
     """The widget's lines as drawn now, as plain text."""
     size = widget.outer_size

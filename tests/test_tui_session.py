@@ -10,22 +10,9 @@ from gradstep.recorded import RecordedRun
 from gradstep.session_file import save
 from gradstep.tui import create_app
 from gradstep.tui.widgets import StatusBar
-from tests.test_tui_helpers import make_app, press, run_async, settle, shown
+from tests.test_tui_helpers import make_app, press, recorded_notes, run_async, settle, shown
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
-
-
-def recorded_notes(app) -> list[str]:
-    """Every message the app shows from now on (toasts time out; the list does not)."""
-    notes: list[str] = []
-    original = app.notify
-
-    def notify(message, **options):
-        notes.append(message)
-        return original(message, **options)
-
-    app.notify = notify
-    return notes
 
 
 @pytest.fixture

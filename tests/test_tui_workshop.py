@@ -23,7 +23,7 @@ from gradstep.tui.widgets import (
     TensorGrid,
     TensorNavigator,
 )
-from tests.test_tui_helpers import FAULTS, make_app, press, run_async, settle, shown
+from tests.test_tui_helpers import FAULTS, make_app, press, recorded_notes, run_async, settle, shown
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -34,19 +34,6 @@ def widget(app, kind):
 
 def heading(app) -> str:
     return shown(app.main.query_one("#present-facts"))
-
-
-def recorded_notes(app) -> list[str]:
-    """Every message the app shows from now on (toasts time out; the list does not)."""
-    notes: list[str] = []
-    original = app.notify
-
-    def notify(message, **options):
-        notes.append(message)
-        return original(message, **options)
-
-    app.notify = notify
-    return notes
 
 
 # ---- presentation mode ----------------------------------------------------------------
