@@ -81,14 +81,16 @@ class RunResult:
 class Lockstep:
     """The two sides of one scenario instance, stepping together."""
 
-    def __init__(self, scenario: Scenario, device: str, dtype: torch.dtype):
+    def __init__(self, scenario: Scenario, device: str, dtype: torch.dtype, data: Any = None):
+        """``data``: the minibatches of another instance of the same scenario, shared rather than
+        made again (a replay that restores a checkpoint: its set-up draws do not matter)."""
         self.scenario = scenario
         self.hp = scenario.hp()
         self.hp.torch_dtype = dtype
         self.hp.device = device
         np.random.seed(scenario.seed)
         torch.manual_seed(scenario.seed)
-        self.data = _call_setup("data", scenario.data, self.hp)
+        self.data = data if data is not None else _call_setup("data", scenario.data, self.hp)
         weights = _call_setup("init", scenario.init, self.hp)
         self.numpy = NumpyRunner(scenario, self.hp, weights)
         try:
@@ -417,7 +419,8 @@ class Engine:
     def _replay_lockstep(self) -> Lockstep:
         if self._replay is None:
             with rng_preserved():
-                self._replay = Lockstep(self.scenario, self.device, TORCH_DTYPES[self.dtype_name])
+                # The data is read only (batch(epoch, index)): one copy, however big the data set.
+                self._replay = Lockstep(self.scenario, self.device, TORCH_DTYPES[self.dtype_name], self.live.data)
         return self._replay
 
     def _checkpoint(self, step: int) -> None:
