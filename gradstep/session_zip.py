@@ -73,6 +73,10 @@ class ArchiveWriter:
         text = json.dumps(manifest, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
         self._zip.writestr(MANIFEST, text.encode("utf-8"))
         self._zip.close()
+        # mkstemp makes the file private (0600); a session is for sharing: the umask decides, as for any file.
+        umask = os.umask(0)
+        os.umask(umask)
+        self._tmp.chmod(0o666 & ~umask)
         self._tmp.replace(self.path)
 
     def abort(self) -> None:

@@ -347,6 +347,9 @@ def test_check_save_then_open_from_elsewhere(tmp_path):
     done = gradstep("check", "neuron", "--variant", "as-posted", "--save", "s.gradstep", cwd=here)
     assert done.returncode == 1, done.stderr
     assert "session saved to s.gradstep" in done.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (here / "s.gradstep").stat().st_mode & 0o777 == 0o666 & ~umask  # readable as any file, not private
     report = gradstep("open", "../here/s.gradstep", "--report", cwd=there)
     assert report.returncode == 1, report.stderr
     assert report.stdout == done.stdout  # the same report, from the file: nothing was run
