@@ -29,8 +29,8 @@ async def test_a_saved_session_opens_read_only_with_its_steps(neuron_file):
     async with app.run_test(size=(120, 40)) as pilot:
         notes = recorded_notes(app)
         await settle(pilot)
-        assert f"read-only: recorded session {path}" in shown(app.main.query_one(StatusBar))
-        assert "read-only" in app.title
+        assert f"read-only: {path.name}" in shown(app.main.query_one(StatusBar))
+        assert f"read-only: recorded session {path}" in app.title
         await press(pilot, "n")
         assert app.frame.step == 0
         entry = app.frame.entry("after w")

@@ -6,6 +6,7 @@ Nothing here touches Textual: the main screen hands these views to its widgets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from gradstep.compare import Status
 from gradstep.numfmt import fmt, shortest
@@ -33,7 +34,7 @@ class StatusView:
     divergence: str
     diverged: bool
     patches: str = ""  # "patches: numpy.backward, torch.loss", "" when none is in force
-    read_only: str = ""  # "read-only: recorded session FILE", "" for a live run
+    read_only: str = ""  # "read-only: FILE-NAME" for a saved session, "" for a live run
 
 
 def entry_view(entry: TensorEntry) -> EntryView:
@@ -71,7 +72,8 @@ def status_view(frame: Frame, hex_bits: bool = False) -> StatusView:
         step, tensor = frame.first_divergence
         divergence = f"✗ first divergence: step {step}, {tensor}"
     patches = f"patches: {', '.join(frame.patches)}" if frame.patches else ""
-    read_only = f"read-only: recorded session {frame.recorded_from}" if frame.recorded_from else ""
+    # The file's name: the status line is one line at 80 columns; the title has the whole path.
+    read_only = f"read-only: {PurePath(frame.recorded_from).name}" if frame.recorded_from else ""
     return StatusView(f"{frame.scenario} ({frame.variant})", position, where, losses, divergence,
                       frame.first_divergence is not None, patches, read_only)
 
