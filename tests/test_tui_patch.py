@@ -195,6 +195,22 @@ async def test_bad_patches_are_shown_with_their_line_and_change_nothing():
 
 
 @run_async
+async def test_the_editors_highlighting_follows_a_light_or_dark_theme():
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await press(pilot, "n", "f")
+        area = app.screen.query_one(TextArea)
+        assert app.current_theme.dark and area.theme == "monokai"
+        app.theme = "textual-light"
+        await settle(pilot)
+        assert area.theme == "github_light"
+        app.theme = "textual-dark"
+        await settle(pilot)
+        assert area.theme == "monokai"
+
+
+@run_async
 async def test_the_editor_shows_highlighted_python_and_escape_keeps_the_text():
     app = make_app(keymap={"edit_patch": "z"})  # the key is a remappable binding
     async with app.run_test(size=(80, 24)) as pilot:

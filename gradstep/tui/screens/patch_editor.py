@@ -18,6 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.widgets import Footer, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 from textual.widgets.text_area import Selection
@@ -59,6 +60,8 @@ class PatchEditor(Screen[None]):
 
     def on_mount(self) -> None:
         self._layout(self.app.size.width)
+        self._follow_theme(self.app.current_theme)
+        self.app.theme_changed_signal.subscribe(self, self._follow_theme)
         targets = self.query_one("#patch-targets", OptionList)
         targets.highlighted = list(TARGETS).index(self.target)
         self._title()
@@ -67,6 +70,10 @@ class PatchEditor(Screen[None]):
 
     def on_resize(self, event) -> None:
         self._layout(event.size.width)
+
+    def _follow_theme(self, theme: Theme) -> None:
+        """Highlighting readable on the app's theme: monokai's pale tokens vanish on a light background."""
+        self.text_area.theme = "monokai" if theme.dark else "github_light"
 
     def _layout(self, width: int) -> None:
         self.set_class(width < COMPACT_WIDTH, "-compact")
