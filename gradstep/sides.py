@@ -117,13 +117,18 @@ class NumpyRunner:
         self.hp = hp
         self.weights: dict[str, np.ndarray] = {n: np.array(w, copy=True) for n, w in weights.items()}
         self.state: dict[str, Any] = {}
+        self.state_before: dict[str, Any] = {}  # ``state`` as the latest step found it
         self.loss_names: tuple[str, ...] = ()
 
     def step(self, batch: Batch, weights: Mapping[str, np.ndarray] | None = None) -> Tensors:
-        """One step on ``batch``; from ``weights`` instead of its own (then nothing is kept)."""
+        """One step on ``batch``; or the latest step again, from ``weights`` instead of its own
+        (the local error: it starts from the state that step started from, and nothing is kept)."""
         own = weights is None
         start = self.weights if own else dict(weights)
-        state = self.state if own else copy.deepcopy(self.state)
+        if own:
+            # An update that keeps state (momentum) changes it in place: keep what the step starts from.
+            self.state_before = copy.deepcopy(self.state) if self.state else {}
+        state = self.state if own else copy.deepcopy(self.state_before)
         out: Tensors = {keys.before(n): w for n, w in start.items()}
         out.update(batch)
         acts = call("numpy", "forward", self.fns.forward, start, batch, self.hp)

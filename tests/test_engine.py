@@ -118,6 +118,17 @@ def test_summaries_are_the_same_stepped_one_by_one_or_run_at_once(chaos_path):
     assert (run.trace.status == Status.DRIFT).any()  # the comparison had something to say
 
 
+def test_the_local_rerun_starts_from_the_state_its_step_started_from(chaos_path):
+    # NumPy momentum lives in `state`, which the update changes in place: re-running the step from the
+    # torch side's weights must start from the buffer as it was, not as the step left it.
+    engine = engine_for(chaos_path, "momentum")
+    for _ in range(4):
+        record = engine.step()
+    local = engine.live.local_step(record)
+    np.testing.assert_allclose(local["after w"], record.numpy["after w"], rtol=1e-12)
+    np.testing.assert_allclose(local["after w"], record.torch["after w"], rtol=1e-12)
+
+
 def test_recompute_does_not_disturb_the_live_run(chaos_path):
     reference = engine_for(chaos_path, "fixed", window_bytes=1 << 30)
     reference.run()
