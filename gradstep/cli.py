@@ -308,7 +308,12 @@ def open_command(scenario: str, variant: str | None, device: str, dtype: str | N
         return
     if as_report:
         raise click.UsageError("--report is for a saved session; for a scenario, use `gradstep check`")
-    engine = build_engine(scenario, variant, device, dtype, rtol, atol, tf32, patch_file)
+    _run_app(build_engine(scenario, variant, device, dtype, rtol, atol, tf32, patch_file), hex_bits, present)
+    _release_device_memory()  # the app and its engine are gone: the device memory they held can go back
+
+
+def _run_app(engine: Any, hex_bits: bool, present: bool) -> None:
+    """The debugger on ``engine`` (a live one, or a saved session's read-only run)."""
     from gradstep.tui import create_app
 
     try:
@@ -316,8 +321,6 @@ def open_command(scenario: str, variant: str | None, device: str, dtype: str | N
     except ValueError as error:  # a broken keymap file
         _fail(str(error))
     app.run()
-    del app, engine  # the last references: the device memory they hold can go back
-    _release_device_memory()
 
 
 def _is_saved_session(target: str) -> bool:
@@ -346,10 +349,4 @@ def _open_recorded(path: str, hex_bits: bool, present: bool, as_report: bool) ->
         result = run.result()
         print_report(Console(), run, result, hex_bits=hex_bits, patches=engine_patches(run))
         sys.exit(EXIT_PARITY if result.parity else EXIT_DIVERGED)
-    from gradstep.tui import create_app
-
-    try:
-        app = create_app(run, hex_bits=hex_bits, user_keymap=True, present=present)
-    except ValueError as error:  # a broken keymap file
-        _fail(str(error))
-    app.run()
+    _run_app(run, hex_bits, present)

@@ -372,10 +372,7 @@ class Engine:
 
     def compare(self, step: int, local: bool = False) -> list[TensorComparison]:
         """Full comparison of every tensor of ``step`` (free-running, or local when measured)."""
-        record = self.record(step)
-        numpy_side = record.local if (local and record.local is not None) else record.numpy
-        names = list(dict.fromkeys([*numpy_side, *record.torch]))
-        return [compare_tensor(k, numpy_side.get(k), record.torch.get(k), self.rtol, self.atol) for k in names]
+        return compare_record(self.record(step), local, self.rtol, self.atol)
 
     def drift(self) -> Drift | None:
         if self.drift_start is None or self.trace.steps == 0:
@@ -549,6 +546,13 @@ def rng_preserved() -> Iterator[None]:
     finally:
         np.random.set_state(np_rng)
         torch.set_rng_state(torch_rng)
+
+
+def compare_record(record: StepRecord, local: bool, rtol: float | None, atol: float | None) -> list[TensorComparison]:
+    """Every tensor of a record compared in full: free-running, or local when it was measured."""
+    numpy_side = record.local if (local and record.local is not None) else record.numpy
+    names = list(dict.fromkeys([*numpy_side, *record.torch]))
+    return [compare_tensor(k, numpy_side.get(k), record.torch.get(k), rtol, atol) for k in names]
 
 
 def _scalar(value: Any) -> float:

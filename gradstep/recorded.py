@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from gradstep import keys
-from gradstep.compare import Status, TensorComparison, compare_tensor
-from gradstep.engine import Drift, RunResult
+from gradstep.compare import Status, TensorComparison
+from gradstep.engine import Drift, RunResult, compare_record
 from gradstep.session_file import SavedSession, ScenarioInfo, load
 from gradstep.trace import Checkpoint, EpochMetrics, StepRecord
 
@@ -162,10 +162,7 @@ class RecordedRun:
 
     def compare(self, step: int, local: bool = False) -> list[TensorComparison]:
         """Full comparison of every tensor of a recorded step (free-running, or local when measured)."""
-        record = self.record(step)
-        numpy_side = record.local if (local and record.local is not None) else record.numpy
-        names = list(dict.fromkeys([*numpy_side, *record.torch]))
-        return [compare_tensor(k, numpy_side.get(k), record.torch.get(k), self.rtol, self.atol) for k in names]
+        return compare_record(self.record(step), local, self.rtol, self.atol)
 
     def initial_weights(self) -> dict[str, dict[str, np.ndarray]]:
         weights = self.session.initial_weights
