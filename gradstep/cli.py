@@ -288,9 +288,10 @@ def _run_with_progress(engine: Any, steps: int) -> Any:
               help="Apply the patches in this file (as saved by the app) before opening.")
 @click.option("--present", is_flag=True, help="Open in presentation mode, for a projector (P switches).")
 @click.option("--report", "as_report", is_flag=True, help="A saved session: print its report instead of opening it.")
+@click.option("--json", "as_json", is_flag=True, help="A saved session: print its report as `check --json` does.")
 def open_command(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
                  atol: float | None, tf32: bool | None, hex_bits: bool, patch_file: str | None, present: bool,
-                 as_report: bool) -> None:
+                 as_report: bool, as_json: bool) -> None:
     """Open SCENARIO in the debugger, on step 0 before any update; or a saved session FILE, read-only.
 
     A saved session (`gradstep check --save FILE`, or ctrl+s in the app) is recognised by its content. It
@@ -304,10 +305,10 @@ def open_command(scenario: str, variant: str | None, device: str, dtype: str | N
         given = [name for name, value in running.items() if value is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)}: not for a saved session, which opens as it was recorded")
-        _open_recorded(scenario, hex_bits, present, as_report)
+        _open_recorded(scenario, hex_bits, present, "json" if as_json else "rich" if as_report else None)
         return
-    if as_report:
-        raise click.UsageError("--report is for a saved session; for a scenario, use `gradstep check`")
+    if as_report or as_json:
+        raise click.UsageError("--report and --json are for a saved session; for a scenario, use `gradstep check`")
     _run_app(build_engine(scenario, variant, device, dtype, rtol, atol, tf32, patch_file), hex_bits, present)
     _release_device_memory()  # the app and its engine are gone: the device memory they held can go back
 
@@ -333,20 +334,24 @@ def _is_saved_session(target: str) -> bool:
     return path.is_file() and (looks_like_session(path) or path.suffix == SUFFIX)
 
 
-def _open_recorded(path: str, hex_bits: bool, present: bool, as_report: bool) -> None:
-    """A saved session, read-only: in the app, or its report (exit 0 on parity, 1 on divergence)."""
+def _open_recorded(path: str, hex_bits: bool, present: bool, report: str | None) -> None:
+    """A saved session, read-only: in the app, or its ``report`` ("rich" or "json"; exit 0 on parity, 1 on
+    divergence, as `check` would have)."""
     from gradstep.recorded import RecordedRun
+    from gradstep.report import print_report, to_json
     from gradstep.session_file import SessionFileError
 
     try:
         run = RecordedRun.open(path)
     except SessionFileError as error:
         _fail(str(error))
-    if as_report:
-        from gradstep.report import print_report
-
+    if report is not None:
         Console(stderr=True, soft_wrap=True).print(run.describe(), highlight=False)
         result = run.result()
-        print_report(Console(), run, result, hex_bits=hex_bits, patches=engine_patches(run))
+        patches = engine_patches(run)
+        if report == "json":
+            click.echo(json.dumps(to_json(run, result, patches=patches)))
+        else:
+            print_report(Console(), run, result, hex_bits=hex_bits, patches=patches)
         sys.exit(EXIT_PARITY if result.parity else EXIT_DIVERGED)
     _run_app(run, hex_bits, present)

@@ -358,6 +358,13 @@ def test_check_save_then_open_from_elsewhere(tmp_path):
     assert routed.returncode == 1 and routed.stdout == done.stdout
 
 
+def test_open_json_is_the_json_check_printed(tmp_path):
+    done = gradstep("check", "neuron", "--variant", "as-posted", "--json", "--save", "s.gradstep", cwd=tmp_path)
+    reopened = gradstep("open", "s.gradstep", "--json", cwd=tmp_path)
+    assert done.returncode == reopened.returncode == 1
+    assert json.loads(reopened.stdout) == json.loads(done.stdout)
+
+
 def test_open_refuses_bad_files_and_running_options(tmp_path, good):
     (tmp_path / "bad.gradstep").write_text("not a session")
     done = gradstep("open", "bad.gradstep", cwd=tmp_path)
@@ -366,5 +373,5 @@ def test_open_refuses_bad_files_and_running_options(tmp_path, good):
     done = gradstep("open", str(good), "--variant", "fixed", cwd=tmp_path)
     assert done.returncode == 2 and "--variant: not for a saved session" in done.stderr
     done = gradstep("open", "neuron", "--report", cwd=tmp_path)
-    assert done.returncode == 2 and "--report is for a saved session" in done.stderr
+    assert done.returncode == 2 and "--report and --json are for a saved session" in done.stderr
     assert "open" in gradstep("--help", cwd=tmp_path).stdout
