@@ -158,8 +158,10 @@ def _drift_text(result: RunResult) -> Text:
     d = result.drift
     if d is None:
         return Text("Drift: none — free-running values stayed within tolerance.")
+    # After a divergence the trajectories part for that reason: what drifts besides it is a side note.
+    besides = ", besides the divergence" if result.first_divergence is not None else ""
     return Text(
-        f"Drift (not a divergence: within tolerance locally): first out of tolerance at step "
+        f"Drift (not a divergence: within tolerance locally{besides}): first out of tolerance at step "
         f"{d.first_step} in {d.first_tensor}; largest {fmt(d.max_abs)} in {d.max_abs_tensor} at step {d.max_abs_step}.",
         style="yellow",
     )

@@ -29,6 +29,14 @@ def test_check_parity_exits_0_and_says_so(chaos_path):
     assert done.returncode == 0, done.stderr
     assert "PARITY" in done.stdout
     assert "Drift" in done.stdout and "first out of tolerance at step" in done.stdout
+    assert "besides the divergence" not in done.stdout
+
+
+def test_drift_after_a_divergence_is_said_to_be_besides_it():
+    done = gradstep("check", "fizzbuzz", "--variant", "as-posted", "--steps", "3")
+    assert done.returncode == 1
+    text = " ".join(done.stdout.split())
+    assert "within tolerance locally, besides the divergence): first out of tolerance at step" in text
 
 
 def test_check_divergence_exits_1_with_both_values(chaos_path):
