@@ -166,6 +166,7 @@ class MainScreen(Screen):
             self._show_detail()
             self._title(entry)
             self.query_one(TensorNavigator).select_key(key)
+            self._show_present()
             return
         keep = keep_cursor and old is not None and old.key == key and old.shape == entry.shape
         self.model = GridModel(entry.key, entry.numpy, entry.torch, entry.tolerance, entry.worst_index,
