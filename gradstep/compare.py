@@ -277,15 +277,22 @@ class PairSummarizer:
     threshold (128 KiB) cost page faults that dwarf the arithmetic.
     """
 
-    def __init__(self, sizes: list[int], tolerances: list[Tolerance]) -> None:
+    def __init__(self, sizes: list[int], tolerances: list[Tolerance], workspace: PairSummarizer | None = None):
+        """``workspace``: a summarizer of at least as many elements whose buffers this one borrows
+        (one that summarizes a subset of its pairs, never at the same time as it)."""
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.tolerances = list(tolerances)
         total = int(self.sizes.sum())
         self.rtol, self.atol = _tolerance_vectors(self.sizes, tolerances)
         self._nonempty = self.sizes > 0
         self._starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])[self._nonempty]
-        self._a, self._b, self._diff, self._tmp = (np.empty(total) for _ in range(4))
-        self._bad = np.empty(total, dtype=bool)
+        if workspace is not None and workspace._a.size >= total:
+            self._a, self._b, self._diff, self._tmp, self._bad = (
+                buffer[:total] for buffer in (workspace._a, workspace._b, workspace._diff, workspace._tmp,
+                                              workspace._bad))
+        else:
+            self._a, self._b, self._diff, self._tmp = (np.empty(total) for _ in range(4))
+            self._bad = np.empty(total, dtype=bool)
 
     def matches(self, sizes: list[int]) -> bool:
         return len(sizes) == len(self.sizes) and bool(np.all(self.sizes == sizes))

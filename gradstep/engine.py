@@ -488,7 +488,8 @@ class _StepPlan:
         self.compared_keys = [self.keys[i] for i in compared]
         self.summarizer = PairSummarizer(sizes, tolerances)
         self._sizes, self._tolerances = sizes, tolerances
-        self._subset_summarizers: dict[bytes, tuple[list[str], PairSummarizer]] = {}
+        # Per set of pairs out of tolerance; a drifting run meets many sets, so only the latest few.
+        self._subset_summarizers: OrderedDict[bytes, tuple[list[str], PairSummarizer]] = OrderedDict()
         inputs = set(live.data.batch(record.epoch, record.index))
         self._direct_always = np.array([k in inputs for k in self.compared_keys], dtype=bool)
         self._direct_first = self._direct_always | np.array([k.startswith("before ") for k in self.compared_keys])
@@ -510,11 +511,16 @@ class _StepPlan:
     def summarize_subset(self, mask: np.ndarray, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]):
         """Like ``summarize`` for the compared pairs selected by ``mask`` (a summarizer cached per mask)."""
         cache_key = mask.tobytes()
-        if cache_key not in self._subset_summarizers:
+        if cache_key in self._subset_summarizers:
+            self._subset_summarizers.move_to_end(cache_key)
+        else:
             picked = np.flatnonzero(mask)
             names = [self.compared_keys[i] for i in picked]
-            summarizer = PairSummarizer([self._sizes[i] for i in picked], [self._tolerances[i] for i in picked])
+            summarizer = PairSummarizer([self._sizes[i] for i in picked], [self._tolerances[i] for i in picked],
+                                        workspace=self.summarizer)
             self._subset_summarizers[cache_key] = (names, summarizer)
+            if len(self._subset_summarizers) > _SUBSET_SUMMARIZERS:
+                self._subset_summarizers.popitem(last=False)
         names, summarizer = self._subset_summarizers[cache_key]
         return summarizer.summarize([numpy_side[k] for k in names], [torch_side[k] for k in names])
 
@@ -529,6 +535,7 @@ class _StepPlan:
 
 
 _PHASE_RANK = {p: i for i, p in enumerate(keys.PHASES)}
+_SUBSET_SUMMARIZERS = 8  # kept per step plan: each holds its own per-element tolerances when they differ
 
 
 def _signature(record: StepRecord) -> tuple:

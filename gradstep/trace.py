@@ -123,6 +123,7 @@ class Trace:
         self._window: OrderedDict[int, tuple[StepRecord, int]] = OrderedDict()
         self._window_used = 0
         self.checkpoints: dict[int, Checkpoint] = {}
+        self._checkpoint_bytes: dict[int, int] = {}
         self.metrics: list[EpochMetrics] = []
 
     # ---- summaries -------------------------------------------------------
@@ -191,6 +192,13 @@ class Trace:
         row = self._status.rows[step]
         return {k: (Status(int(s)) if s >= 0 else None) for k, s in zip(self.keys, row, strict=False)}
 
+    def held_bytes(self) -> dict[str, int]:
+        """What each tier holds now, in bytes: only ``summaries`` grows with the run's length
+        (reserved rows included); ``window`` and ``checkpoints`` stay within their budgets."""
+        summaries = sum(rows.data.nbytes for rows in (self._abs, self._rel, self._bad, self._status, self._loss))
+        return {"summaries": summaries, "window": self._window_used,
+                "checkpoints": sum(self._checkpoint_bytes.values())}
+
     # ---- window of full tensors ----------------------------------------
     def keep(self, record: StepRecord, nbytes: int | None = None) -> None:
         """Keep ``record`` in the window (``nbytes``: its size, when the caller knows it already)."""
@@ -214,10 +222,12 @@ class Trace:
 
     def add_checkpoint(self, checkpoint: Checkpoint, nbytes: int) -> None:
         self.checkpoints[checkpoint.step] = checkpoint
+        self._checkpoint_bytes[checkpoint.step] = nbytes
         budget = max(4, min(self.max_checkpoints, self.checkpoint_bytes // max(nbytes, 1)))
         while len(self.checkpoints) > budget:
             self.interval *= 2
             self.checkpoints = {s: c for s, c in self.checkpoints.items() if s % self.interval == 0}
+            self._checkpoint_bytes = {s: self._checkpoint_bytes[s] for s in self.checkpoints}
 
     def checkpoint_before(self, step: int) -> Checkpoint:
         """The latest checkpoint at or before ``step`` (step 0's is never dropped)."""

@@ -381,6 +381,20 @@ def test_summarizer_is_reusable_across_steps():
         assert_summary_matches_compare_tensor(summary, numpy_values, torch_values, tolerances)
 
 
+def test_a_subset_summarizer_borrows_its_workspace_and_agrees():
+    rng = np.random.RandomState(11)
+    numpy_values, torch_values, tolerances = random_pairs(rng)
+    whole = PairSummarizer([int(np.size(v)) for v in numpy_values], tolerances)
+    picked = [1, 4, 6, 9, 11]
+    subset = [[values[i] for i in picked] for values in (numpy_values, torch_values, tolerances)]
+    borrower = PairSummarizer([int(np.size(v)) for v in subset[0]], subset[2], workspace=whole)
+    assert np.shares_memory(borrower._diff, whole._diff)  # no buffers of its own: a drifting run makes many
+    for _ in range(2):  # alternating with the whole, as the engine does: free-running, then local
+        assert_summary_matches_compare_tensor(whole.summarize(numpy_values, torch_values), numpy_values,
+                                              torch_values, tolerances)
+        assert_summary_matches_compare_tensor(borrower.summarize(subset[0], subset[1]), *subset)
+
+
 def test_summary_with_one_shared_tolerance():
     rng = np.random.RandomState(5)
     numpy_values, torch_values, _ = random_pairs(rng)

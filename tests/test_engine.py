@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gradstep.compare import Status
-from gradstep.engine import Engine, EngineError
+from gradstep.engine import Engine, EngineError, _snapshot_bytes
 from gradstep.loader import load_scenario
 from gradstep.trace import Trace
 
@@ -100,6 +100,32 @@ def test_checkpoints_stay_bounded_however_long_the_run(chaos_path):
     assert engine.trace.interval > 2  # thinned by doubling the interval
     assert 0 in engine.trace.checkpoints
     assert engine.trace.steps == 200  # summaries for every step
+
+
+def test_few_summarizers_of_pair_subsets_are_kept_and_results_do_not_depend_on_it(chaos_path, monkeypatch):
+    # Each set of pairs out of tolerance free-running gets a summarizer for its local error; a long
+    # drifting run meets ever more sets (fizzbuzz: 117 in 4,200 steps), which once grew without bound.
+    uncapped = engine_for(chaos_path, "momentum")
+    uncapped.run()
+    assert len(uncapped._plan._subset_summarizers) > 2  # several sets met: the cap below bites
+    monkeypatch.setattr("gradstep.engine._SUBSET_SUMMARIZERS", 2)
+    capped = engine_for(chaos_path, "momentum")
+    capped.run()
+    assert len(capped._plan._subset_summarizers) == 2
+    for rows in ("status", "max_abs", "max_rel", "n_bad"):
+        np.testing.assert_array_equal(getattr(capped.trace, rows), getattr(uncapped.trace, rows))
+
+
+def test_held_bytes_tell_what_each_tier_keeps(chaos_path):
+    engine = engine_for(chaos_path, "fixed", window_bytes=1, interval=2, max_checkpoints=8)
+    engine.run()
+    held = engine.trace.held_bytes()
+    kept = engine.trace.checkpoints.values()
+    assert len(kept) <= 8
+    # The thinned-out checkpoints are let go, and only the kept ones counted.
+    assert held["checkpoints"] == sum(_snapshot_bytes(c.numpy) + _snapshot_bytes(c.torch) for c in kept)
+    assert held["window"] == engine.trace.recent(199).nbytes()  # the one step the window keeps
+    assert held["summaries"] >= engine.trace.steps * 17 * len(engine.trace.keys)
 
 
 def test_summaries_are_the_same_stepped_one_by_one_or_run_at_once(chaos_path):
