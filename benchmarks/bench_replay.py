@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -75,9 +74,9 @@ def bare_child(steps: int, which: str) -> dict:
 
 
 def measure(mode: str, steps: int, which: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--steps", str(steps), "--patches", which]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from bench_check import run_child
+
+    return run_child([sys.executable, __file__, "--child", mode, "--steps", str(steps), "--patches", which])
 
 
 def main() -> None:
