@@ -6,10 +6,11 @@ stored value at full precision, never a print option's truncation.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -61,7 +62,10 @@ def render(engine: Engine, result: RunResult, *, hex_bits: bool = False, patches
     """The Rich report of ``gradstep check``."""
     s = engine.scenario
     parts: list[Any] = [_header(engine, result, patches)]
-    parts.append(_tensor_table(engine))
+    rows = tensor_summary(engine)
+    numbers = [fmt(row[column]) for row in rows for column in ("max_abs", "max_rel")]
+    marks_only = _Fitting(lambda: _narrow_tensor_table(rows), lambda: _stacked_tensor_table(rows), numbers)
+    parts.append(_Fitting(lambda: _tensor_table(rows, words=True), lambda: marks_only, numbers))
     parts.append(_divergence_text(result, hex_bits))
     parts.append(diagnosis_text(engine, result))
     parts.append(_drift_text(result))
@@ -99,25 +103,82 @@ def _header(engine: Engine, result: RunResult, patches: list[str] | None) -> Tex
     return text
 
 
-def _tensor_table(engine: Engine) -> Table:
+class _Fitting:
+    """A table as it is where every number in it fits on one line, else a narrower form (or the
+    next _Fitting down).
+
+    Full precision is the point of the report: on an 80-column terminal a
+    float64 folded onto three lines of a table cell is hard to read and easy
+    to misread, so narrow consoles get the same numbers laid out another way.
+    ``numbers``: the cells' numbers, which must come out of the wide form whole.
+    """
+
+    def __init__(self, wide: Callable[[], RenderableType], narrow: Callable[[], RenderableType],
+                 numbers: Iterable[str]):
+        self.wide, self.narrow = wide, narrow
+        self.numbers = {word for cell in numbers for word in cell.split()}
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        wide = self.wide()
+        # Rendered for real: Rich may narrow any column, so measuring cannot tell what it folds.
+        lines = console.render_lines(wide, options, pad=False)
+        shown = {word for line in lines for word in "".join(segment.text for segment in line).split()}
+        yield wide if self.numbers <= shown else self.narrow()
+
+
+def _tensor_table(rows: list[dict[str, Any]], words: bool) -> Table:
+    """One row per tensor; ``words``: each status's mark and name, else its mark alone."""
     table = Table(title="Tensors, worst over the run (free-running)", title_justify="left")
     table.add_column("tensor", no_wrap=True)
-    table.add_column("status", no_wrap=True)
+    table.add_column("status" if words else "", no_wrap=True)
     table.add_column("steps out", justify="right")
     # Full precision is the point: fold a long number onto two lines rather than cut it.
     table.add_column("max abs", justify="right", overflow="fold")
     table.add_column("max rel", justify="right", overflow="fold")
     table.add_column("worst step", justify="right")
-    for row in tensor_summary(engine):
+    for row in rows:
         mark, style = MARKS[row["status"]]
         table.add_row(
             row["tensor"],
-            Text(f"{mark} {LABELS[row['status']]}", style=style),
+            Text(f"{mark} {LABELS[row['status']]}" if words else mark, style=style),
             str(row["steps_out"]),
             fmt(row["max_abs"]),
             fmt(row["max_rel"]),
             str(row["worst_step"]),
         )
+    return table
+
+
+def _narrow_tensor_table(rows: list[dict[str, Any]]) -> Group:
+    """The table with the statuses' marks alone, and what the marks mean under it."""
+    shown = sorted({row["status"] for row in rows})
+    legend = Text("  ".join(f"{MARKS[s][0]} {LABELS[s]}" for s in shown), style="dim")
+    return Group(_tensor_table(rows, words=False), legend)
+
+
+def _stacked_tensor_table(rows: list[dict[str, Any]]) -> Table:
+    """The per-tensor figures one under another: for consoles too narrow for even the marks' table."""
+    columns = ("status", "steps out", "max abs", "max rel", "worst step")
+    by_name = {row["tensor"]: row for row in rows}
+
+    def cells(name: str) -> tuple:
+        row = by_name[name]
+        mark, style = MARKS[row["status"]]
+        return (Text(f"{mark} {LABELS[row['status']]}", style=style), str(row["steps_out"]), fmt(row["max_abs"]),
+                fmt(row["max_rel"]), str(row["worst_step"]))
+
+    return _stacked("Tensors, worst over the run (free-running)", by_name, columns, cells)
+
+
+def _stacked(title: str, names: Iterable[str], columns: tuple[str, ...], cells: Callable[[str], tuple]) -> Table:
+    """A side-by-side table turned on its side: each row's cells one under another, labelled."""
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 1))
+    table.add_column("", no_wrap=True)
+    table.add_column("", overflow="fold")
+    for name in names:
+        table.add_row(Text(name, style="bold"), "")
+        for column, cell in zip(columns, cells(name), strict=True):
+            table.add_row(f"  {column}", cell)
     return table
 
 
@@ -168,23 +229,37 @@ def _drift_text(result: RunResult) -> Text:
 
 
 SHOWN_ELEMENTS = 6  # weights up to this size are printed element by element
+SIDES = ("numpy", "torch", "abs difference")
 
 
-def _final_table(engine: Engine, hex_bits: bool) -> Table:
+def _final_table(engine: Engine, hex_bits: bool) -> _Fitting:
     """Each side's last loss and end weights, free-running, at full precision."""
     final = engine.final_state()
-    table = Table(title="End of the run (free-running)", title_justify="left")
-    table.add_column("tensor", no_wrap=True)
-    for name in ("numpy", "torch", "abs difference"):
-        table.add_column(name, justify="right", overflow="fold")
+    cells: dict[str, tuple[str, str, str]] = {}
     numpy_loss, torch_loss = final["numpy"]["loss"], final["torch"]["loss"]
     if engine.next_step:  # before any step there is no loss: a NaN there would read as a NaN loss
-        table.add_row("loss (last step)", fmt(numpy_loss, hex_bits=hex_bits), fmt(torch_loss, hex_bits=hex_bits),
-                      fmt(abs(numpy_loss - torch_loss)))
+        cells["loss (last step)"] = (fmt(numpy_loss, hex_bits=hex_bits), fmt(torch_loss, hex_bits=hex_bits),
+                                     fmt(abs(numpy_loss - torch_loss)))
     numpy_w, torch_w = final["numpy"]["weights"], final["torch"]["weights"]
     for name in dict.fromkeys([*numpy_w, *torch_w]):
-        table.add_row(name, *_weight_cells(numpy_w.get(name), torch_w.get(name), hex_bits))
-    return table
+        cells[name] = _weight_cells(numpy_w.get(name), torch_w.get(name), hex_bits)
+    return _side_by_side("End of the run (free-running)", "tensor", cells)
+
+
+def _side_by_side(title: str, first: str, cells: dict[str, tuple[str, str, str]]) -> _Fitting:
+    """NumPy, torch and their difference for each name: a table, or stacked where it would fold."""
+
+    def wide() -> Table:
+        table = Table(title=title, title_justify="left")
+        table.add_column(first, no_wrap=True)
+        for name in SIDES:
+            table.add_column(name, justify="right", overflow="fold")
+        for name, row in cells.items():
+            table.add_row(name, *row)
+        return table
+
+    numbers = [cell for row in cells.values() for cell in row]
+    return _Fitting(wide, lambda: _stacked(title, cells, SIDES, cells.__getitem__), numbers)
 
 
 def _weight_cells(a: Any, b: Any, hex_bits: bool) -> tuple[str, str, str]:
@@ -202,17 +277,14 @@ def _weight_cells(a: Any, b: Any, hex_bits: bool) -> tuple[str, str, str]:
     return show(a), show(b), diff
 
 
-def _metrics_table(engine: Engine, hex_bits: bool) -> Table:
+def _metrics_table(engine: Engine, hex_bits: bool) -> _Fitting:
     last = engine.trace.metrics[-1]
-    table = Table(title=f"Metrics at the end of epoch {last.epoch}", title_justify="left")
-    table.add_column("metric")
-    for name in ("numpy", "torch", "abs difference"):
-        table.add_column(name, justify="right", overflow="fold")
+    cells: dict[str, tuple[str, str, str]] = {}
     for name in dict.fromkeys([*last.numpy, *last.torch]):
         a, b = last.numpy.get(name), last.torch.get(name)
         diff = "" if a is None or b is None else fmt(abs(float(a) - float(b)))
-        table.add_row(name, _maybe(a, hex_bits), _maybe(b, hex_bits), diff)
-    return table
+        cells[name] = (_maybe(a, hex_bits), _maybe(b, hex_bits), diff)
+    return _side_by_side(f"Metrics at the end of epoch {last.epoch}", "metric", cells)
 
 
 def _maybe(value: Any, hex_bits: bool) -> str:
