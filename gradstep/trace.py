@@ -4,11 +4,17 @@ Three tiers:
 - per-step summaries for every step (worst absolute and relative difference,
   out-of-tolerance count and status per tensor, each side's loss): 17 bytes per
   tensor per step, the only part that grows with the run's length;
-- full tensors of the most recent steps (a window sized by a byte budget);
+- full tensors of the most recent steps (the window);
 - checkpoints of both sides' whole state every ``interval`` steps, from which
   any older step is recomputed. When there are more than ``max_checkpoints``
   every other one is dropped and the interval doubles, so a 14,000-step run
-  keeps as many checkpoints as a 1,400-step one.
+  keeps at most twice as many checkpoints as a 1,400-step one.
+
+The three share one budget, ``budget_bytes``: the window has what the
+summaries and checkpoints leave (at least a quarter of it), so as they grow
+the window gives way and a long run holds what a short one does. The window's
+freed steps are handed back to the system as it turns over (:mod:`gradstep.heap`):
+otherwise the allocator's holes would still make a long run's peak the larger.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from gradstep.compare import Status
+from gradstep.heap import give_back_freed_memory
 
+_TRIM_AFTER_TURNOVERS = 1  # free pages go back to the system each time the window has turned over (~1 ms)
 _SUMMARY_BYTES = 17  # per tensor per step: float64 abs, float32 rel, int32 count, int8 status
 
 
@@ -102,9 +110,9 @@ class _Rows:
 
 @dataclass
 class Trace:
-    """Per-step summaries, a window of full steps and thinning checkpoints."""
+    """Per-step summaries, a window of full steps and thinning checkpoints, within one budget."""
 
-    window_bytes: int = 64 << 20
+    budget_bytes: int = 72 << 20  # summaries, window and checkpoints together (see the module's notes)
     checkpoint_bytes: int = 128 << 20
     max_checkpoints: int = 256
     reserve_bytes: int = 16 << 20
@@ -122,8 +130,10 @@ class Trace:
         self._loss = _Rows(2, np.float64, fill=np.nan)
         self._window: OrderedDict[int, tuple[StepRecord, int]] = OrderedDict()
         self._window_used = 0
+        self._evicted_since_trim = 0
         self.checkpoints: dict[int, Checkpoint] = {}
         self._checkpoint_bytes: dict[int, int] = {}
+        self._checkpoints_held = 0
         self.metrics: list[EpochMetrics] = []
 
     # ---- summaries -------------------------------------------------------
@@ -193,11 +203,13 @@ class Trace:
         return {k: (Status(int(s)) if s >= 0 else None) for k, s in zip(self.keys, row, strict=False)}
 
     def held_bytes(self) -> dict[str, int]:
-        """What each tier holds now, in bytes: only ``summaries`` grows with the run's length
-        (reserved rows included); ``window`` and ``checkpoints`` stay within their budgets."""
-        summaries = sum(rows.data.nbytes for rows in (self._abs, self._rel, self._bad, self._status, self._loss))
-        return {"summaries": summaries, "window": self._window_used,
-                "checkpoints": sum(self._checkpoint_bytes.values())}
+        """What each tier holds now, in bytes (reserved summary rows included): together within
+        ``budget_bytes``, the window giving way as the summaries and checkpoints grow."""
+        return {"summaries": self._summary_bytes(), "window": self._window_used,
+                "checkpoints": self._checkpoints_held}
+
+    def _summary_bytes(self) -> int:
+        return sum(rows.data.nbytes for rows in (self._abs, self._rel, self._bad, self._status, self._loss))
 
     # ---- window of full tensors ----------------------------------------
     def keep(self, record: StepRecord, nbytes: int | None = None) -> None:
@@ -205,9 +217,16 @@ class Trace:
         size = record.nbytes() if nbytes is None else nbytes
         self._window[record.step] = (record, size)
         self._window_used += size
-        while self._window_used > self.window_bytes and len(self._window) > 1:
+        # The window gives way as the summaries and checkpoints grow, so a long run holds what a
+        # short one does; it keeps a quarter of the budget whatever they take (a big model's checkpoints).
+        room = max(self.budget_bytes // 4, self.budget_bytes - self._summary_bytes() - self._checkpoints_held)
+        while self._window_used > room and len(self._window) > 1:
             _, (_, old_size) = self._window.popitem(last=False)
             self._window_used -= old_size
+            self._evicted_since_trim += old_size
+        if self._evicted_since_trim > _TRIM_AFTER_TURNOVERS * self.budget_bytes:
+            self._evicted_since_trim = 0
+            give_back_freed_memory()
 
     def recent(self, step: int) -> StepRecord | None:
         kept = self._window.get(step)
@@ -223,11 +242,13 @@ class Trace:
     def add_checkpoint(self, checkpoint: Checkpoint, nbytes: int) -> None:
         self.checkpoints[checkpoint.step] = checkpoint
         self._checkpoint_bytes[checkpoint.step] = nbytes
+        self._checkpoints_held += nbytes
         budget = max(4, min(self.max_checkpoints, self.checkpoint_bytes // max(nbytes, 1)))
         while len(self.checkpoints) > budget:
             self.interval *= 2
             self.checkpoints = {s: c for s, c in self.checkpoints.items() if s % self.interval == 0}
             self._checkpoint_bytes = {s: self._checkpoint_bytes[s] for s in self.checkpoints}
+            self._checkpoints_held = sum(self._checkpoint_bytes.values())
 
     def checkpoint_before(self, step: int) -> Checkpoint:
         """The latest checkpoint at or before ``step`` (step 0's is never dropped)."""

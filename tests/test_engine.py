@@ -61,8 +61,8 @@ def test_nan_on_one_side_is_a_nonfinite_divergence(chaos_path):
 
 
 def test_replay_from_step_zero_is_bit_identical(chaos_path):
-    first = engine_for(chaos_path, "fixed", window_bytes=1 << 30)
-    second = engine_for(chaos_path, "fixed", window_bytes=1 << 30)
+    first = engine_for(chaos_path, "fixed", budget_bytes=1 << 30)
+    second = engine_for(chaos_path, "fixed", budget_bytes=1 << 30)
     first.run()
     second.run()
     for step in range(first.next_step):
@@ -71,8 +71,8 @@ def test_replay_from_step_zero_is_bit_identical(chaos_path):
 
 
 def test_old_steps_are_recomputed_bit_identical_from_checkpoints(chaos_path):
-    keep_all = engine_for(chaos_path, "fixed", window_bytes=1 << 30)
-    bounded = engine_for(chaos_path, "fixed", window_bytes=1, interval=4, max_checkpoints=8)
+    keep_all = engine_for(chaos_path, "fixed", budget_bytes=1 << 30)
+    bounded = engine_for(chaos_path, "fixed", budget_bytes=1, interval=4, max_checkpoints=8)
     keep_all.run()
     bounded.run()
     assert bounded.trace.window_steps() == [199]  # only the latest step is kept in full
@@ -83,8 +83,8 @@ def test_old_steps_are_recomputed_bit_identical_from_checkpoints(chaos_path):
 
 
 def test_recompute_is_exact_when_the_numpy_step_draws_random_numbers(chaos_path):
-    keep_all = engine_for(chaos_path, "noisy", window_bytes=1 << 30)
-    bounded = engine_for(chaos_path, "noisy", window_bytes=1, interval=4, max_checkpoints=8)
+    keep_all = engine_for(chaos_path, "noisy", budget_bytes=1 << 30)
+    bounded = engine_for(chaos_path, "noisy", budget_bytes=1, interval=4, max_checkpoints=8)
     keep_all.run()
     bounded.run()
     assert keep_all.live.numpy_draws_random
@@ -94,7 +94,7 @@ def test_recompute_is_exact_when_the_numpy_step_draws_random_numbers(chaos_path)
 
 
 def test_checkpoints_stay_bounded_however_long_the_run(chaos_path):
-    engine = engine_for(chaos_path, "fixed", window_bytes=1, interval=2, max_checkpoints=8)
+    engine = engine_for(chaos_path, "fixed", budget_bytes=1, interval=2, max_checkpoints=8)
     engine.run()
     assert len(engine.trace.checkpoints) <= 8
     assert engine.trace.interval > 2  # thinned by doubling the interval
@@ -117,7 +117,7 @@ def test_few_summarizers_of_pair_subsets_are_kept_and_results_do_not_depend_on_i
 
 
 def test_held_bytes_tell_what_each_tier_keeps(chaos_path):
-    engine = engine_for(chaos_path, "fixed", window_bytes=1, interval=2, max_checkpoints=8)
+    engine = engine_for(chaos_path, "fixed", budget_bytes=1, interval=2, max_checkpoints=8)
     engine.run()
     held = engine.trace.held_bytes()
     kept = engine.trace.checkpoints.values()
@@ -156,9 +156,9 @@ def test_the_local_rerun_starts_from_the_state_its_step_started_from(chaos_path)
 
 
 def test_recompute_does_not_disturb_the_live_run(chaos_path):
-    reference = engine_for(chaos_path, "fixed", window_bytes=1 << 30)
+    reference = engine_for(chaos_path, "fixed", budget_bytes=1 << 30)
     reference.run()
-    engine = engine_for(chaos_path, "fixed", window_bytes=1, interval=8)
+    engine = engine_for(chaos_path, "fixed", budget_bytes=1, interval=8)
     engine.run(steps=100)
     engine.record(10)
     engine.run()

@@ -136,7 +136,7 @@ def test_loaded_arrays_are_read_only(planted):
 
 
 def test_recorded_run_never_runs_and_says_which_steps_it_holds(tmp_path):
-    engine = ran("fizzbuzz", "as-posted", steps=30, window_bytes=1 << 20)
+    engine = ran("fizzbuzz", "as-posted", steps=30, budget_bytes=1 << 20)
     path = save(engine, tmp_path / "fb.gradstep").path
     run = RecordedRun.open(path)
     window = run.trace.window_steps()

@@ -54,7 +54,7 @@ async def test_a_saved_session_opens_read_only_with_its_steps(neuron_file):
 @run_async
 async def test_a_step_outside_the_saved_window_shows_its_summary(tmp_path):
     engine = Engine(load_scenario("fizzbuzz", "as-posted"))
-    engine.trace.window_bytes = 1 << 20
+    engine.trace.budget_bytes = 1 << 20
     engine.run(steps=20)
     run = RecordedRun.open(save(engine, tmp_path / "fb.gradstep").path)
     missing = next(s for s in range(20) if s not in run.trace.window_steps())
