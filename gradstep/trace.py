@@ -3,7 +3,7 @@
 Three tiers:
 - per-step summaries for every step (worst absolute and relative difference,
   out-of-tolerance count and status per tensor, each side's loss): 17 bytes per
-  tensor per step, the only part that grows with the run's length;
+  tensor per step, which grows with the run's length;
 - full tensors of the most recent steps (the window);
 - checkpoints of both sides' whole state every ``interval`` steps, from which
   any older step is recomputed. When there are more than ``max_checkpoints``
@@ -29,7 +29,8 @@ import numpy as np
 from gradstep.compare import Status
 from gradstep.heap import give_back_freed_memory
 
-_TRIM_AFTER_TURNOVERS = 1  # free pages go back to the system each time the window has turned over (~1 ms)
+# Free pages go back to the system (~1 ms) each time the window has let go of this many budgets' worth.
+_TRIM_AFTER_TURNOVERS = 1
 _SUMMARY_BYTES = 17  # per tensor per step: float64 abs, float32 rel, int32 count, int8 status
 
 
