@@ -11,7 +11,6 @@ trace holds the same. ``malloc_trim`` hands the free pages back. Elsewhere
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 from collections.abc import Callable
 
@@ -19,9 +18,9 @@ from collections.abc import Callable
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # no C library by that name, or not glibc
+        # The symbols the process already has (its C library's among them): nothing to search for.
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, TypeError, AttributeError):  # no such handle here (Windows), or not glibc
         return None
 
 
