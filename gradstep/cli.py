@@ -60,14 +60,18 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="On CUDA, allow or forbid TF32 in matmuls and convolutions (default: torch's setting "
                           "as it is; the state is reported)."),
         click.option("--hex", "hex_bits", is_flag=True, help="Show the exact bits instead of decimals."),
+        click.option("--memory", "memory_mb", type=float, metavar="MIB",
+                     help="What the trace may hold: summaries, checkpoints and the window of recent full "
+                          "tensors (default 72). Less: a smaller --save file and more steps recomputed."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def build_engine(scenario: str, variant: str | None, device: str, dtype: str | None,
-                 rtol: float | None, atol: float | None, tf32: bool | None, patch_file: str | None = None) -> Any:
+def build_engine(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
+                 atol: float | None, tf32: bool | None, patch_file: str | None = None,
+                 memory_mb: float | None = None) -> Any:
     """Load the scenario (and patches) and make its engine; every bad input ends here with exit 2."""
     from gradstep.engine import Engine, EngineError
     from gradstep.loader import LoadError, load_scenario
@@ -81,7 +85,7 @@ def build_engine(scenario: str, variant: str | None, device: str, dtype: str | N
         loaded = load_scenario(scenario, variant)
         patches = load_file(patch_file) if patch_file else []
         engine = Engine(patched_scenario(loaded, patches), device=device, dtype=dtype, rtol=rtol, atol=atol,
-                        tf32=tf32)
+                        tf32=tf32, memory_mb=memory_mb)
         engine.base_scenario, engine.patches, engine.patch_file = loaded, patches, patch_file
         return engine
     except PatchError as error:
@@ -206,15 +210,15 @@ def list_command() -> None:
 @click.option("--save", "save_file", type=click.Path(dir_okay=False),
               help="Save the session to this file after the run, to reopen with `gradstep open FILE`.")
 def check_command(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
-                  atol: float | None, tf32: bool | None, hex_bits: bool, steps: int | None, epochs: int | None,
-                  as_json: bool, patch_file: str | None, save_file: str | None) -> None:
+                  atol: float | None, tf32: bool | None, hex_bits: bool, memory_mb: float | None, steps: int | None,
+                  epochs: int | None, as_json: bool, patch_file: str | None, save_file: str | None) -> None:
     """Run SCENARIO headless and report; exit 0 on parity, 1 on divergence, 2 on bad input.
 
     --patch FILE runs code from FILE (patches are Python): use only files you trust.
     """
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
-    engine = build_engine(scenario, variant, device, dtype, rtol, atol, tf32, patch_file)
+    engine = build_engine(scenario, variant, device, dtype, rtol, atol, tf32, patch_file, memory_mb)
     patches = engine_patches(engine)
     if epochs is not None:
         steps = epochs * engine.steps_per_epoch
@@ -290,8 +294,8 @@ def _run_with_progress(engine: Any, steps: int) -> Any:
 @click.option("--report", "as_report", is_flag=True, help="A saved session: print its report instead of opening it.")
 @click.option("--json", "as_json", is_flag=True, help="A saved session: print its report as `check --json` does.")
 def open_command(scenario: str, variant: str | None, device: str, dtype: str | None, rtol: float | None,
-                 atol: float | None, tf32: bool | None, hex_bits: bool, patch_file: str | None, present: bool,
-                 as_report: bool, as_json: bool) -> None:
+                 atol: float | None, tf32: bool | None, hex_bits: bool, memory_mb: float | None,
+                 patch_file: str | None, present: bool, as_report: bool, as_json: bool) -> None:
     """Open SCENARIO in the debugger, on step 0 before any update; or a saved session FILE, read-only.
 
     A saved session (`gradstep check --save FILE`, or ctrl+s in the app) is recognised by its content. It
@@ -301,7 +305,7 @@ def open_command(scenario: str, variant: str | None, device: str, dtype: str | N
     """
     if _is_saved_session(scenario):
         running = {"--variant": variant, "--device": device != "cpu" or None, "--dtype": dtype, "--rtol": rtol,
-                   "--atol": atol, "--tf32/--no-tf32": tf32, "--patch": patch_file}
+                   "--atol": atol, "--tf32/--no-tf32": tf32, "--patch": patch_file, "--memory": memory_mb}
         given = [name for name, value in running.items() if value is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)}: not for a saved session, which opens as it was recorded")
@@ -309,7 +313,8 @@ def open_command(scenario: str, variant: str | None, device: str, dtype: str | N
         return
     if as_report or as_json:
         raise click.UsageError("--report and --json are for a saved session; for a scenario, use `gradstep check`")
-    _run_app(build_engine(scenario, variant, device, dtype, rtol, atol, tf32, patch_file), hex_bits, present)
+    _run_app(build_engine(scenario, variant, device, dtype, rtol, atol, tf32, patch_file, memory_mb), hex_bits,
+             present)
     _release_device_memory()  # the app and its engine are gone: the device memory they held can go back
 
 

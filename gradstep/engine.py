@@ -211,9 +211,11 @@ class Engine:
         atol: float | None = None,
         tf32: bool | None = None,
         trace: Trace | None = None,
+        memory_mb: float | None = None,
     ):
+        """``memory_mb``: the trace's budget (summaries, checkpoints, window) in MiB; ``trace`` a trace of one's own."""
         self.scenario = scenario
-        self.options = dict(device=device, dtype=dtype, rtol=rtol, atol=atol, tf32=tf32)
+        self.options = dict(device=device, dtype=dtype, rtol=rtol, atol=atol, tf32=tf32, memory_mb=memory_mb)
         self.device = _check_device(device)
         self.dtype_name = dtype or scenario.dtype
         if self.dtype_name not in TORCH_DTYPES:
@@ -221,11 +223,13 @@ class Engine:
         if (rtol is None) != (atol is None):
             raise EngineError("--rtol and --atol must be given together")
         self.rtol, self.atol = rtol, atol
+        if memory_mb is not None and not memory_mb > 0:  # not > 0: NaN too
+            raise EngineError(f"--memory must be a positive number of MiB, not {memory_mb}")
         self.tf32 = _set_tf32(self.device, tf32)
         with rng_preserved():
             self.live = Lockstep(scenario, self.device, TORCH_DTYPES[self.dtype_name])
             self._rng = np.random.get_state(), torch.get_rng_state()  # the streams right after set-up
-        self.trace = trace or Trace()
+        self.trace = trace or (Trace(budget_bytes=int(memory_mb * 2**20)) if memory_mb else Trace())
         self.steps_per_epoch = self.live.steps_per_epoch
         self.total_steps = scenario.epochs * self.steps_per_epoch
         self.next_step = 0

@@ -129,10 +129,11 @@ def test_unknown_target_in_a_file_is_refused():
 
 
 def test_replay_runs_the_patched_scenario_to_the_step_and_can_be_cancelled(neuron):
-    engine = Engine(neuron)
+    engine = Engine(neuron, memory_mb=3)
     engine.run(steps=2)
     fresh = replay(engine, neuron, [Patch("numpy.backward", FIX)], steps=2)
     assert fresh.next_step == 2 and fresh.first_divergence is None
+    assert fresh.trace.budget_bytes == engine.trace.budget_bytes == 3 << 20  # the user's --memory holds on
     assert replay(engine, neuron, [Patch("numpy.backward", FIX)], steps=2, cancelled=lambda: True) is None
     assert engine.first_divergence is not None  # the previous engine is untouched
 

@@ -358,6 +358,21 @@ def test_check_save_then_open_from_elsewhere(tmp_path):
     assert routed.returncode == 1 and routed.stdout == done.stdout
 
 
+def test_memory_sets_the_trace_budget_and_so_the_size_of_a_saved_session(tmp_path):
+    from gradstep.session_file import load
+
+    sizes, windows = {}, {}
+    for mib in ("2", "8"):
+        done = gradstep("check", "fizzbuzz", "--variant", "fixed", "--steps", "150", "--memory", mib,
+                        "--save", f"{mib}.gradstep", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        session = load(tmp_path / f"{mib}.gradstep")
+        assert session.options["memory_mb"] == float(mib)
+        sizes[mib], windows[mib] = (tmp_path / f"{mib}.gradstep").stat().st_size, len(session.window.steps)
+    assert windows["2"] < windows["8"] < 150  # fizzbuzz steps are ~0.4 MB: the budget decides
+    assert sizes["2"] < 3 << 20 < 6 << 20 < sizes["8"] < 9 << 20
+
+
 def test_open_json_is_the_json_check_printed(tmp_path):
     done = gradstep("check", "neuron", "--variant", "as-posted", "--json", "--save", "s.gradstep", cwd=tmp_path)
     reopened = gradstep("open", "s.gradstep", "--json", cwd=tmp_path)
