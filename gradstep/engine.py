@@ -223,8 +223,8 @@ class Engine:
         if (rtol is None) != (atol is None):
             raise EngineError("--rtol and --atol must be given together")
         self.rtol, self.atol = rtol, atol
-        if memory_mb is not None and not memory_mb > 0:  # not > 0: NaN too
-            raise EngineError(f"--memory must be a positive number of MiB, not {memory_mb}")
+        if memory_mb is not None and not 0 < memory_mb < math.inf:  # NaN fails both
+            raise EngineError(f"--memory must be a finite positive number of MiB, not {memory_mb}")
         self.tf32 = _set_tf32(self.device, tf32)
         with rng_preserved():
             self.live = Lockstep(scenario, self.device, TORCH_DTYPES[self.dtype_name])

@@ -82,8 +82,9 @@ def test_json_final_weights_round_trip_exactly(chaos_path):
         (["check", "{chaos}", "--device", "cuda"], "CUDA is not available"),
         (["check", "{chaos}", "--steps", "0"], "--steps"),
         (["check", "no/such/file.py"], "no such scenario file"),
-        (["check", "{chaos}", "--memory", "0"], "--memory must be a positive number of MiB"),
-        (["check", "{chaos}", "--memory", "nan"], "--memory must be a positive number of MiB"),
+        (["check", "{chaos}", "--memory", "0"], "--memory must be a finite positive number of MiB"),
+        (["check", "{chaos}", "--memory", "nan"], "--memory must be a finite positive number of MiB"),
+        (["check", "{chaos}", "--memory", "inf"], "--memory must be a finite positive number of MiB"),
         (["check", "{chaos}", "--memory", "lots"], "Invalid value for '--memory'"),
     ],
 )
