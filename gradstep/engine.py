@@ -265,13 +265,14 @@ class Engine:
             np.random.set_state(outer[0])
             torch.set_rng_state(outer[1])
 
-    def _step(self) -> StepRecord:
+    def _step(self, keep_whole: bool = True) -> StepRecord:
+        """``keep_whole``: False for a step the window would have let go of before the run ends."""
         step = self.next_step
         if self.trace.wants_checkpoint(step):
             self._checkpoint(step)
         record = self.live.step(step)
         statuses = self._classify(record)
-        self.trace.keep(record, self._plan.record_bytes(record))
+        self.trace.keep(record, self._plan.record_bytes(record), alone=not keep_whole)
         if record.metrics:
             m = record.metrics
             self.trace.metrics.append(EpochMetrics(step, record.epoch, m["numpy"], m["torch"]))
@@ -294,15 +295,20 @@ class Engine:
         target = self.total_steps if steps is None else self.next_step + steps
         stopped = "end" if target >= self.total_steps else "steps"
         start = self.next_step
+        # A run to a known step keeps whole only the steps the window will still hold when it gets
+        # there; a run that may stop early (``until``) keeps them all, for stepping back from the stop.
+        keep_from = start
         try:
             with self._own_rng():
                 while self.next_step < target:
                     if cancelled is not None and cancelled():
                         stopped = "cancelled"
                         break
-                    self._step()
+                    self._step(keep_whole=self.next_step >= keep_from)
                     if self.next_step == start + 1:  # the step's keys are known now: room for the rest
                         self.trace.reserve(target)
+                        if until is None:
+                            keep_from = target - self.trace.window_capacity(self._plan.smallest_record_bytes)
                     if progress is not None:
                         progress(self.next_step - start, target - start)
                     if until == "divergence" and self.first_divergence is not None:
@@ -498,6 +504,11 @@ class _StepPlan:
         self._direct_always = np.array([k in inputs for k in self.compared_keys], dtype=bool)
         self._direct_first = self._direct_always | np.array([k.startswith("before ") for k in self.compared_keys])
         self.last_nonfinite = False
+
+    @property
+    def smallest_record_bytes(self) -> int:
+        """A record's size without the local re-run: what the window's capacity is counted in (the most steps)."""
+        return sum(self._side_bytes)
 
     def record_bytes(self, record: StepRecord) -> int:
         """A record's size: the same every step of this plan, but for the local re-run (NumPy-sized)."""

@@ -213,14 +213,16 @@ class Trace:
         return sum(rows.data.nbytes for rows in (self._abs, self._rel, self._bad, self._status, self._loss))
 
     # ---- window of full tensors ----------------------------------------
-    def keep(self, record: StepRecord, nbytes: int | None = None) -> None:
-        """Keep ``record`` in the window (``nbytes``: its size, when the caller knows it already)."""
+    def keep(self, record: StepRecord, nbytes: int | None = None, alone: bool = False) -> None:
+        """Keep ``record`` in the window (``nbytes``: its size, when the caller knows it already).
+
+        ``alone``: let every other step go (a run that knows the window will have
+        turned over before it ends: holding them would only make memory cold).
+        """
         size = record.nbytes() if nbytes is None else nbytes
         self._window[record.step] = (record, size)
         self._window_used += size
-        # The window gives way as the summaries and checkpoints grow, so a long run holds what a
-        # short one does; it keeps a quarter of the budget whatever they take (a big model's checkpoints).
-        room = max(self.budget_bytes // 4, self.budget_bytes - self._summary_bytes() - self._checkpoints_held)
+        room = 0 if alone else self._window_room()
         while self._window_used > room and len(self._window) > 1:
             _, (_, old_size) = self._window.popitem(last=False)
             self._window_used -= old_size
@@ -228,6 +230,15 @@ class Trace:
         if self._evicted_since_trim > _TRIM_AFTER_TURNOVERS * self.budget_bytes:
             self._evicted_since_trim = 0
             give_back_freed_memory()
+
+    def _window_room(self) -> int:
+        # The window gives way as the summaries and checkpoints grow, so a long run holds what a
+        # short one does; it keeps a quarter of the budget whatever they take (a big model's checkpoints).
+        return max(self.budget_bytes // 4, self.budget_bytes - self._summary_bytes() - self._checkpoints_held)
+
+    def window_capacity(self, step_bytes: int) -> int:
+        """How many steps of ``step_bytes`` the window has room for now (at least one)."""
+        return max(1, self._window_room() // max(step_bytes, 1))
 
     def recent(self, step: int) -> StepRecord | None:
         kept = self._window.get(step)

@@ -128,6 +128,23 @@ def test_held_bytes_tell_what_each_tier_keeps(chaos_path):
     assert held["summaries"] >= engine.trace.steps * 17 * len(engine.trace.keys)
 
 
+def test_a_run_to_a_known_step_keeps_whole_only_what_the_window_ends_with(chaos_path):
+    budget = 60_000  # a few dozen of the chaos fixture's steps
+    everything = engine_for(chaos_path, "fixed", budget_bytes=budget)
+    everything.run(steps=300, until="nonfinite")  # may stop early: every step kept whole as it goes
+    known = engine_for(chaos_path, "fixed", budget_bytes=budget)
+    held_during = []
+    known.run(steps=300, progress=lambda done, total: held_during.append(len(known.trace.window_steps())))
+    assert held_during[100] == 1  # far from the end: nothing held but the latest step
+    assert 1 < len(known.trace.window_steps()) < 300
+    assert known.trace.window_steps() == everything.trace.window_steps()  # the same window at the end
+    for step in known.trace.window_steps():
+        assert_same_record(known.trace.recent(step), everything.trace.recent(step))
+    for name in ("max_abs", "max_rel", "n_bad", "status", "losses"):
+        assert getattr(known.trace, name).tobytes() == getattr(everything.trace, name).tobytes(), name
+    assert_same_record(known.record(50), everything.record(50))  # a step let go of: recomputed, the same
+
+
 def test_summaries_are_the_same_stepped_one_by_one_or_run_at_once(chaos_path):
     stepped, run = engine_for(chaos_path, "fixed"), engine_for(chaos_path, "fixed")
     capped = engine_for(chaos_path, "fixed", reserve_bytes=1)
