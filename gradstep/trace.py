@@ -29,8 +29,6 @@ import numpy as np
 from gradstep.compare import Status
 from gradstep.heap import give_back_freed_memory
 
-# Free pages go back to the system (~1 ms) each time the window has let go of this many budgets' worth.
-_TRIM_AFTER_TURNOVERS = 1
 _SUMMARY_BYTES = 17  # per tensor per step: float64 abs, float32 rel, int32 count, int8 status
 
 
@@ -227,7 +225,7 @@ class Trace:
             _, (_, old_size) = self._window.popitem(last=False)
             self._window_used -= old_size
             self._evicted_since_trim += old_size
-        if self._evicted_since_trim > _TRIM_AFTER_TURNOVERS * self.budget_bytes:
+        if self._evicted_since_trim > self.budget_bytes:  # a turnover's worth let go: ~1 ms to hand it back
             self._evicted_since_trim = 0
             give_back_freed_memory()
 
