@@ -80,6 +80,13 @@ def build_engine(scenario: str, variant: str | None, device: str, dtype: str | N
 
     if (rtol is None) != (atol is None):
         raise click.UsageError("--rtol and --atol must be given together")
+    if rtol is not None:
+        from gradstep.compare import check_tolerances
+
+        try:
+            check_tolerances(rtol, atol)
+        except ValueError as error:
+            raise click.UsageError(f"--{error}") from None
     _cpu_thread_policy(device)
     try:
         loaded = load_scenario(scenario, variant)

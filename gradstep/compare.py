@@ -1,18 +1,27 @@
 """Comparing a NumPy-side tensor with its torch-side counterpart.
 
-Closeness follows ``torch.testing.assert_close``: ``|a - b| <= atol + rtol * m``
-with per-dtype default tolerances, except that ``m`` is ``max(|a|, |b|)`` so
-that neither side is privileged as "expected". Values that are equal as
-floats (``0.0`` and ``-0.0``, ``inf`` and ``inf``) or NaN on both sides at the
-same place count as matching; NaN/Inf are also counted per side. The relative
-difference is ``|a - b| / max(|a|, |b|)`` (0 when both are 0), so it never
-divides by zero. ULP distances are measured in the lower-precision dtype of
-the two, as the number of representable values between them.
+Two criteria, both needed for "within tolerance":
+
+- **Elementwise**, as ``torch.testing.assert_close``: ``|a - b| <= atol + rtol * m``
+  with per-dtype default tolerances, except that ``m`` is ``max(|a|, |b|)`` so
+  that neither side is privileged as "expected". Values that are equal as
+  floats (``0.0`` and ``-0.0``, ``inf`` and ``inf``) or NaN on both sides at the
+  same place count as matching; NaN/Inf are also counted per side.
+- **Normwise**, on the pair's own scale: ``||a - b|| / max(||a||, ||b||) <= norm``
+  (2-norms). ``atol`` swamps a tensor whose values are all far below it (an
+  update of 1e-7 against float32's ``atol`` 1e-5); the normwise error does not.
+  An update ``after - before`` is stored rounded to the weights' precision, so
+  its normwise tolerance adds that rounding, ``4 eps ||after|| / ||update||``.
+
+The relative difference is ``|a - b| / max(|a|, |b|)`` (0 when both are 0), so
+it never divides by zero. ULP distances are measured in the lower-precision
+dtype of the two, as the number of representable values between them.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,26 +32,38 @@ class Status(enum.IntEnum):
 
     OK = 0  # within tolerance
     DRIFT = 1  # out of tolerance free-running, within tolerance locally
-    ONE_SIDE = 2  # exists on one side only
-    SHAPE = 3  # shapes cannot be compared element for element
-    NONFINITE = 4  # NaN or Inf on one side where the other has a finite value
-    DIVERGED = 5  # out of tolerance even when both sides start the step from the same weights
+    ROUNDING = 2  # out of tolerance locally, but the same math: the precision referee agrees
+    ONE_SIDE = 3  # exists on one side only
+    SHAPE = 4  # shapes cannot be compared element for element
+    NONFINITE = 5  # NaN or Inf on one side where the other has a finite value
+    DIVERGED = 6  # out of tolerance even when both sides start the step from the same weights
+
+
+# Saved sessions of format 1 numbered the statuses without ROUNDING.
+STATUS_FROM_FORMAT_1 = {0: Status.OK, 1: Status.DRIFT, 2: Status.ONE_SIDE, 3: Status.SHAPE, 4: Status.NONFINITE,
+                        5: Status.DIVERGED}
 
 
 @dataclass(frozen=True)
 class Tolerance:
+    """Elementwise ``rtol``/``atol`` and the normwise relative tolerance ``norm``."""
+
     rtol: float
     atol: float
+    norm: float = 0.0
 
 
-# torch.testing.assert_close's defaults.
+# torch.testing.assert_close's defaults, elementwise. Normwise: float32's is a few hundred units
+# of rounding, above what the same math reaches with long float32 reductions (measured: <= 5e-6
+# on tutorial MLPs) and far below any bug worth the name; the others are their rtol.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "float16": Tolerance(1e-3, 1e-5),
-    "bfloat16": Tolerance(1.6e-2, 1e-5),
-    "float32": Tolerance(1.3e-6, 1e-5),
-    "float64": Tolerance(1e-7, 1e-7),
+    "float16": Tolerance(1e-3, 1e-5, 1e-3),
+    "bfloat16": Tolerance(1.6e-2, 1e-5, 1.6e-2),
+    "float32": Tolerance(1.3e-6, 1e-5, 3e-5),
+    "float64": Tolerance(1e-7, 1e-7, 1e-7),
 }
-EXACT = Tolerance(0.0, 0.0)
+EXACT = Tolerance(0.0, 0.0, 0.0)
+UPDATE_ROUNDING_ULPS = 4.0  # an update's normwise floor: this many eps of the weight it changed
 
 
 def lower_precision(a: np.dtype, b: np.dtype) -> np.dtype:
@@ -54,14 +75,48 @@ def lower_precision(a: np.dtype, b: np.dtype) -> np.dtype:
 
 
 def tolerance_for(a: np.dtype, b: np.dtype, rtol: float | None = None, atol: float | None = None) -> Tolerance:
-    """The tolerance for comparing dtypes ``a`` and ``b``: the user's, or the looser default."""
+    """The tolerance for comparing dtypes ``a`` and ``b``: the user's, or the looser default.
+
+    The user's ``rtol``/``atol`` are elementwise; the normwise tolerance stays the
+    dtype's default unless ``rtol`` is looser.
+    """
     if (rtol is None) != (atol is None):
         raise ValueError("rtol and atol must be given together")
-    if rtol is not None and atol is not None:
-        return Tolerance(float(rtol), float(atol))
     if np.dtype(a).kind != "f" and np.dtype(b).kind != "f":
-        return EXACT
-    return DEFAULT_TOLERANCES.get(lower_precision(a, b).name, DEFAULT_TOLERANCES["float64"])
+        default = EXACT
+    else:
+        default = DEFAULT_TOLERANCES.get(lower_precision(a, b).name, DEFAULT_TOLERANCES["float64"])
+    if rtol is not None and atol is not None:
+        check_tolerances(rtol, atol)
+        return Tolerance(float(rtol), float(atol), max(float(rtol), default.norm))
+    return default
+
+
+def check_tolerances(rtol: float, atol: float) -> None:
+    """Refuse tolerances that would make every comparison pass or none: NaN, infinite, negative."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, not {value!r}") from None
+        if not math.isfinite(number) or number < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+
+
+def normwise_tolerance(tol: Tolerance, dtype: np.dtype, update_of_norm: float | None = None,
+                       update_norm: float = 0.0) -> float:
+    """The normwise tolerance of a pair; for an update, plus the rounding of the weight it changed."""
+    if update_of_norm is None or update_norm <= 0 or np.dtype(dtype).kind != "f":
+        return tol.norm
+    return tol.norm + UPDATE_ROUNDING_ULPS * float(np.finfo(dtype).eps) * update_of_norm / update_norm
+
+
+def normwise_error(sq_diff: float, sq_a: float, sq_b: float) -> float:
+    """``||a - b|| / max(||a||, ||b||)`` from sums of squares; 0 when both sides are 0."""
+    scale = max(sq_a, sq_b)
+    if sq_diff == 0:
+        return 0.0
+    return math.sqrt(sq_diff / scale) if scale > 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -156,10 +211,17 @@ class TensorComparison:
     inf_torch: int = 0
     only_on: str | None = None
     note: str = ""
+    norm_error: float = 0.0  # ||a - b|| / max(||a||, ||b||)
+    norm_tolerance: float = 0.0
+
+    @property
+    def norm_bad(self) -> bool:
+        """Out of the normwise tolerance (NaN counts as out)."""
+        return not self.norm_error <= self.norm_tolerance
 
     @property
     def within(self) -> bool:
-        return self.n_bad == 0 and self.status in (Status.OK, Status.DRIFT)
+        return self.n_bad == 0 and not self.norm_bad and self.status in (Status.OK, Status.DRIFT, Status.ROUNDING)
 
     @property
     def nonfinite(self) -> bool:
@@ -172,13 +234,19 @@ def compare_tensor(
     torch_value: np.ndarray | None,
     rtol: float | None = None,
     atol: float | None = None,
+    update_of_norm: float | None = None,
+    tolerance: Tolerance | None = None,
 ) -> TensorComparison:
-    """Compare one pair in full: counts, worst element, NaN/Inf, shape and one-sided cases."""
+    """Compare one pair in full: counts, worst element, NaN/Inf, normwise error, shape and one-sided cases.
+
+    ``update_of_norm``: for an update pair, the norm of the weight it changed (its rounding floor);
+    ``tolerance``: the pair's own (a scenario's per-tensor tolerance), instead of ``rtol``/``atol``.
+    """
     if numpy_value is None or torch_value is None:
         return _one_sided(key, numpy_value, torch_value)
     a = np.asarray(numpy_value)
     b = np.asarray(torch_value)
-    tol = tolerance_for(a.dtype, b.dtype, rtol, atol)
+    tol = tolerance if tolerance is not None else tolerance_for(a.dtype, b.dtype, rtol, atol)
     common = dict(
         key=key,
         tolerance=tol,
@@ -199,9 +267,12 @@ def compare_tensor(
     flat_worst = int(np.argmax(diffs.score)) if diffs.bad.any() else int(np.argmax(diffs.abs))
     index = tuple(int(i) for i in np.unravel_index(flat_worst, a.shape))
     n_bad = int(diffs.bad.sum())
+    norm_error, norm_tol = _normwise(a, b, tol, update_of_norm)
     status = Status.OK
     if n_bad:
         status = Status.NONFINITE if _nonfinite_mismatch(a, b) else Status.DIVERGED
+    elif not norm_error <= norm_tol:
+        status = Status.DIVERGED
     return TensorComparison(
         status=status,
         size=int(a.size),
@@ -213,8 +284,35 @@ def compare_tensor(
         worst_numpy=a[index] if a.ndim else a[()],
         worst_torch=b[index] if b.ndim else b[()],
         note="" if a.shape == np.asarray(torch_value).shape else _shape_note(a, np.asarray(torch_value)),
+        norm_error=norm_error,
+        norm_tolerance=norm_tol,
         **common,
     )
+
+
+def _normwise(a: np.ndarray, b: np.ndarray, tol: Tolerance, update_of_norm: float | None) -> tuple[float, float]:
+    """The pair's normwise error and tolerance (NaN/Inf anywhere: not judged normwise, 0 against its tolerance)."""
+    a64, b64 = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        sq_a, sq_b = float(a64 @ a64), float(b64 @ b64)
+        d = a64 - b64
+        sq_diff = float(d @ d)
+    if not (math.isfinite(sq_a) and math.isfinite(sq_b) and math.isfinite(sq_diff)):
+        return 0.0, tol.norm  # the elementwise pass and the NaN/Inf counts say what is wrong
+    dtype = lower_precision(np.asarray(a).dtype, np.asarray(b).dtype)
+    scale = math.sqrt(max(sq_a, sq_b))
+    if scale <= smallest_norm(dtype, a64.size):
+        return 0.0, tol.norm  # subnormal throughout: no relative precision to judge
+    norm_tol = normwise_tolerance(tol, dtype, update_of_norm, scale)
+    return normwise_error(sq_diff, sq_a, sq_b), norm_tol
+
+
+def smallest_norm(dtype: np.dtype, size: int) -> float:
+    """The norm of ``size`` elements at the dtype's smallest normal number: below it, values are subnormal
+    and carry no relative precision, so no normwise verdict."""
+    if np.dtype(dtype).kind != "f":
+        return 0.0
+    return float(np.finfo(dtype).tiny) * math.sqrt(size)
 
 
 def _one_sided(key: str, numpy_value: np.ndarray | None, torch_value: np.ndarray | None) -> TensorComparison:
@@ -265,6 +363,33 @@ class StepSummary:
     max_rel: np.ndarray
     n_bad: np.ndarray  # int64, elements out of tolerance
     finite: bool = True  # no NaN or Inf on either side
+    sq_a: np.ndarray | None = None  # sums of squares, for the normwise error
+    sq_b: np.ndarray | None = None
+    sq_diff: np.ndarray | None = None
+
+    def norm_errors(self) -> np.ndarray:
+        """``||a - b|| / max(||a||, ||b||)`` per pair (0 where both are 0; NaN where not finite)."""
+        scale = np.maximum(self.sq_a, self.sq_b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.sqrt(self.sq_diff / scale)
+        ratio[self.sq_diff == 0] = 0.0
+        return ratio
+
+    def norm_out(self, norm_tols: np.ndarray, update_of: np.ndarray, eps: np.ndarray,
+                 weight_norms: np.ndarray, smallest_norms: np.ndarray) -> np.ndarray:
+        """Pairs out of their normwise tolerance. ``update_of``: True for update pairs, whose tolerance
+        adds the rounding of the weight they changed (``weight_norms``, ``eps``: its precision).
+        ``smallest_norms``: pairs whose norm is below this (all subnormal) are not judged normwise."""
+        errors = self.norm_errors()
+        scale = np.maximum(self.sq_a, self.sq_b)
+        update_norm = np.sqrt(scale)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            floor = np.where(update_of & (update_norm > 0),
+                             UPDATE_ROUNDING_ULPS * eps * weight_norms / update_norm, 0.0)
+        out = (errors > norm_tols + floor) & (update_norm > smallest_norms)
+        # NaN/Inf anywhere is the elementwise pass's to judge (and the NaN/Inf counts').
+        out[~np.isfinite(self.sq_a) | ~np.isfinite(self.sq_b) | ~np.isfinite(self.sq_diff)] = False
+        return out
 
 
 class PairSummarizer:
@@ -300,14 +425,19 @@ class PairSummarizer:
     def summarize(self, numpy_values: list[np.ndarray], torch_values: list[np.ndarray]) -> StepSummary:
         n = len(self.sizes)
         max_abs, max_rel, n_bad = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
+        sq_a, sq_b, sq_diff = np.zeros(n), np.zeros(n), np.zeros(n)
         if not self._starts.size:
-            return StepSummary(max_abs, max_rel, n_bad)
+            return StepSummary(max_abs, max_rel, n_bad, True, sq_a, sq_b, sq_diff)
         a, b, diff, tmp, bad = self._a, self._b, self._diff, self._tmp, self._bad
         np.concatenate([v.reshape(-1) for v in numpy_values], out=a, casting="unsafe")
         np.concatenate([v.reshape(-1) for v in torch_values], out=b, casting="unsafe")
+        ne = self._nonempty
         with np.errstate(invalid="ignore", over="ignore"):
             np.subtract(a, b, out=diff)
             np.abs(diff, out=diff)
+            sq_diff[ne] = np.add.reduceat(np.square(diff, out=tmp), self._starts)
+            sq_a[ne] = np.add.reduceat(np.square(a, out=tmp), self._starts)
+            sq_b[ne] = np.add.reduceat(np.square(b, out=tmp), self._starts)
             np.abs(a, out=tmp)
             np.abs(b, out=a)  # a is not needed any more: reuse it for |b|
             np.maximum(tmp, a, out=tmp)  # magnitude
@@ -318,7 +448,6 @@ class PairSummarizer:
             # which fmax passes over. Cheaper than dividing by max(magnitude, tiny): comparing with a
             # subnormal constant is slow on most CPUs.
             np.divide(diff, tmp, out=tmp)
-        ne = self._nonempty
         max_abs[ne] = np.maximum.reduceat(diff, self._starts)
         max_rel[ne] = np.fmax.reduceat(tmp, self._starts)
         # NaN only where a pair is all zeros on both sides (0/0). Not np.nan_to_num: on a few dozen
@@ -331,7 +460,7 @@ class PairSummarizer:
             # Rare: a NaN or Inf on either side makes its pair's difference NaN or Inf. Redo
             # those pairs exactly, where equal infinities and NaN against NaN agree.
             finite = self._exact_nonfinite(numpy_values, torch_values, max_abs, max_rel, n_bad)
-        return StepSummary(max_abs, max_rel, n_bad, finite)
+        return StepSummary(max_abs, max_rel, n_bad, finite, sq_a, sq_b, sq_diff)
 
     def _exact_nonfinite(self, numpy_values, torch_values, max_abs, max_rel, n_bad) -> bool:
         """Exact figures for the pairs whose fast ones are not finite; False if any value is NaN/Inf."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +29,19 @@ import numpy as np
 import torch
 
 from gradstep import keys
-from gradstep.compare import PairSummarizer, Status, TensorComparison, compare_tensor, tolerance_for
+from gradstep.compare import (
+    PairSummarizer,
+    Status,
+    StepSummary,
+    TensorComparison,
+    Tolerance,
+    check_tolerances,
+    compare_tensor,
+    lower_precision,
+    smallest_norm,
+    tolerance_for,
+)
+from gradstep.referee import Judgement, RefereeReport, TorchStart, judge
 from gradstep.scenario import Scenario
 from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, mapping_error
 from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace
@@ -50,10 +63,24 @@ class Divergence:
     index: int
     comparison: TensorComparison
     local: bool  # measured from the same weights (True) or directly (inputs, initial weights)
+    judgement: Judgement | None = None  # the precision referee's, where it ran
+    referee_failure: str = ""  # why the referee could not run, where it did not
 
     @property
     def tensor(self) -> str:
         return self.comparison.key
+
+    def decided_by(self) -> str:
+        """Which rule decided, in words with its numbers."""
+        if self.comparison.status == Status.NONFINITE:
+            return "NaN or Inf on one side where the other side is finite"
+        if not self.local:
+            return "compared directly: no earlier step can explain a difference here"
+        if self.judgement is not None:
+            return self.judgement.sentence()
+        if self.referee_failure:
+            return f"out of tolerance locally; {self.referee_failure}, so it counts as a divergence"
+        return "out of tolerance locally, both sides from the same weights"
 
 
 @dataclass(frozen=True)
@@ -222,7 +249,23 @@ class Engine:
             raise EngineError(f"dtype must be one of {', '.join(TORCH_DTYPES)}, not {self.dtype_name!r}")
         if (rtol is None) != (atol is None):
             raise EngineError("--rtol and --atol must be given together")
+        if rtol is None:  # the scenario's own, if it declares them; the command line overrides
+            rtol, atol = scenario.rtol, scenario.atol
+        try:
+            if rtol is not None:
+                check_tolerances(rtol, atol)
+            for t_rtol, t_atol in scenario.tolerances.values():
+                check_tolerances(t_rtol, t_atol)
+        except (ValueError, TypeError) as error:
+            raise EngineError(f"tolerance: {error}") from None
         self.rtol, self.atol = rtol, atol
+        # Per tensor, from the scenario: only when the command line gave none.
+        self.tensor_tolerances = {} if self.options["rtol"] is not None else dict(scenario.tolerances)
+        self.referee_reports: OrderedDict[int, RefereeReport] = OrderedDict()  # the latest, by step
+        self.referee_runs = 0  # steps the referee re-ran, and the seconds it took: its cost on a run
+        self.referee_seconds = 0.0
+        self.rounding_reasons: dict[str, str] = {}  # per tensor: the first rounding verdict's sentence
+        self.rounding_summary = ""  # the first step with rounding verdicts, in one sentence
         if memory_mb is not None and not 0 < memory_mb < math.inf:  # NaN fails both
             raise EngineError(f"--memory must be a finite positive number of MiB, not {memory_mb}")
         self.tf32 = _set_tf32(self.device, tf32)
@@ -335,19 +378,24 @@ class Engine:
 
     # ---- comparison of one step -------------------------------------------
     def _classify(self, record: StepRecord) -> np.ndarray:
+        """Each pair's status at this step: free-running, then locally, then by the precision referee."""
         plan = self._plan_for(record)
         free = plan.summarize(record.numpy, record.torch)
         status = plan.static_status.copy()
-        bad = free.n_bad > 0
+        bad = plan.out_of_tolerance(free)
         if bad.any():
             status[plan.compared[bad]] = Status.DIVERGED
+            self._rounded_copies(record, plan, np.flatnonzero(bad & plan.direct_at(record.step)), status)
             nonlocal_bad = bad & ~plan.direct_at(record.step)
             if nonlocal_bad.any():
                 record.local = self.live.local_step(record)
                 # Only the pairs out of tolerance free-running need their local error.
-                local_bad = plan.summarize_subset(nonlocal_bad, record.local, record.torch).n_bad > 0
-                drifted = np.flatnonzero(nonlocal_bad)[~local_bad]
-                status[plan.compared[drifted]] = Status.DRIFT
+                local = plan.summarize_subset(nonlocal_bad, record.local, record.torch)
+                local_bad = plan.out_of_tolerance(local, nonlocal_bad)
+                picked = np.flatnonzero(nonlocal_bad)
+                status[plan.compared[picked[~local_bad]]] = Status.DRIFT
+                if local_bad.any():
+                    self._referee(record, plan, picked[local_bad], status)
             nonfinite = np.isinf(free.max_abs) & bad
             status[plan.compared[nonfinite & (status[plan.compared] != Status.DRIFT)]] = Status.NONFINITE
         losses = (_scalar(record.numpy.get("loss")), _scalar(record.torch.get("loss")))
@@ -356,9 +404,61 @@ class Engine:
         plan.last_nonfinite = not free.finite or bool((status == Status.NONFINITE).any())
         return status
 
+    def _referee(self, record: StepRecord, plan: _StepPlan, pairs: np.ndarray, status: np.ndarray) -> None:
+        """Re-run the step in another precision: the pairs that are only rounding become ROUNDING.
+
+        Not after the first divergence: the math is known to differ by then, and
+        every later step would pay for a re-run.
+        """
+        if self.first_divergence is not None:
+            return
+        judged = [plan.compared_keys[i] for i in pairs]
+        started = time.perf_counter()
+        with rng_preserved():
+            report = judge(self.scenario, self.live.hp, self.live.data, record, self.live.numpy.state_before,
+                           lambda: self._torch_start(record.step), judged, self.live.torch.retain,
+                           {k: self.live.phase_of(k) for k in plan.keys})
+        self.referee_runs += 1
+        self.referee_seconds += time.perf_counter() - started
+        self.referee_reports[record.step] = report
+        while len(self.referee_reports) > _REFEREE_REPORTS:
+            self.referee_reports.popitem(last=False)
+        for i, key in zip(pairs, judged, strict=True):
+            if report.rounding(key):
+                status[plan.compared[i]] = Status.ROUNDING
+                self.rounding_reasons.setdefault(key, f"step {record.step}: {report.judgements[key].sentence()}")
+        self.rounding_summary = self.rounding_summary or report.summary()
+
+    def _rounded_copies(self, record: StepRecord, plan: _StepPlan, pairs: np.ndarray, status: np.ndarray) -> None:
+        """Pairs compared directly (inputs, initial weights) in two precisions that are equal once both are
+        rounded to the lower one: the same values, one side stored in less precision. ROUNDING."""
+        for i in pairs:
+            key = plan.compared_keys[i]
+            a, b = np.asarray(record.numpy[key]), np.asarray(record.torch[key])
+            low = lower_precision(a.dtype, b.dtype)
+            if a.dtype == b.dtype or low.kind != "f" or a.size != b.size:
+                continue
+            if np.array_equal(a.astype(low).ravel(), b.astype(low).ravel(), equal_nan=True):
+                status[plan.compared[i]] = Status.ROUNDING
+                self.rounding_reasons.setdefault(
+                    key, f"step {record.step}: rounding only: numpy {a.dtype} and torch {b.dtype} hold the same "
+                         f"values once both are rounded to {low.name}")
+
+    def _torch_start(self, step: int) -> TorchStart:
+        """The torch side's state at the start of ``step``: optimizer moments, a schedule's rate, counters,
+        gradients left from the step before.
+
+        The live run has moved past it: it is replayed from the nearest checkpoint
+        to the step (only steps the referee re-runs torch for pay for it).
+        """
+        replay = self._replay_at(step)
+        optimizer = replay.torch.optimizer
+        grads = {n: p.grad for n, p in replay.torch.params.items()}
+        return TorchStart(replay.torch.state, optimizer.state_dict() if optimizer else None, grads)
+
     def _plan_for(self, record: StepRecord) -> _StepPlan:
         if self._plan is None or not self._plan.fits(record):
-            self._plan = _StepPlan(record, self.rtol, self.atol, self.trace, self.live)
+            self._plan = _StepPlan(record, self.rtol, self.atol, self.trace, self.live, self.tolerance_of)
         return self._plan
 
     def _note_firsts(self, record: StepRecord, status: np.ndarray) -> None:
@@ -377,12 +477,33 @@ class Engine:
     def _divergence(self, record: StepRecord, key: str) -> Divergence:
         direct = self._plan is not None and self._plan.is_direct(key, record.step)
         numpy_side = record.numpy if direct or record.local is None else record.local
-        comparison = compare_tensor(key, numpy_side.get(key), record.torch.get(key), self.rtol, self.atol)
-        return Divergence(record.step, record.epoch, record.index, comparison, local=not direct)
+        comparison = self.compare_pair(record, key, numpy_side)
+        report = self.referee_reports.get(record.step)
+        judgement = report.judgements.get(key) if report is not None else None
+        failure = report.failure if report is not None else ""
+        return Divergence(record.step, record.epoch, record.index, comparison, local=not direct,
+                          judgement=judgement, referee_failure=failure)
+
+    def compare_pair(self, record: StepRecord, key: str, numpy_side: dict[str, np.ndarray] | None = None,
+                     ) -> TensorComparison:
+        """One pair of ``record`` compared in full, with its tolerance and (updates) its rounding floor."""
+        numpy_side = record.numpy if numpy_side is None else numpy_side
+        a, b = numpy_side.get(key), record.torch.get(key)
+        return compare_tensor(key, a, b, self.rtol, self.atol, update_of_norm=_weight_norm(record, key),
+                              tolerance=self.tolerance_of(key, a, b))
+
+    def tolerance_of(self, key: str, a: Any, b: Any) -> Tolerance | None:
+        """The scenario's tolerance for ``key`` (by its own name or its weight's), if it declares one."""
+        declared = self.tensor_tolerances.get(key) or self.tensor_tolerances.get(keys.base_name(key))
+        if declared is None or a is None or b is None:
+            return None
+        return tolerance_for(np.asarray(a).dtype, np.asarray(b).dtype, *declared)
 
     def compare(self, step: int, local: bool = False) -> list[TensorComparison]:
         """Full comparison of every tensor of ``step`` (free-running, or local when measured)."""
-        return compare_record(self.record(step), local, self.rtol, self.atol)
+        record = self.record(step)
+        numpy_side = record.local if (local and record.local is not None) else record.numpy
+        return [self.compare_pair(record, k, numpy_side) for k in dict.fromkeys([*numpy_side, *record.torch])]
 
     def drift(self) -> Drift | None:
         if self.drift_start is None or self.trace.steps == 0:
@@ -407,14 +528,19 @@ class Engine:
             return recent
         return self._recompute(step)
 
+    def _replay_at(self, step: int) -> Lockstep:
+        """The second instance, restored from the nearest checkpoint and stepped to the start of ``step``."""
+        checkpoint = self.trace.checkpoint_before(step)
+        replay = self._replay_lockstep()
+        replay.restore(checkpoint)
+        for s in range(checkpoint.step, step):
+            replay.advance(s)
+        return replay
+
     def _recompute(self, step: int) -> StepRecord:
         """Restore the nearest checkpoint into a second instance and step forward to ``step``."""
-        checkpoint = self.trace.checkpoint_before(step)
         with rng_preserved():
-            replay = self._replay_lockstep()
-            replay.restore(checkpoint)
-            for s in range(checkpoint.step, step):
-                replay.advance(s)
+            replay = self._replay_at(step)
             record = replay.step(step)
             if self.trace.status[step].max() >= Status.DRIFT:
                 record.local = replay.local_step(record)
@@ -476,7 +602,9 @@ class Engine:
 class _StepPlan:
     """The keys of a step in compute order, which pairs compare element for element, and a summarizer."""
 
-    def __init__(self, record: StepRecord, rtol: float | None, atol: float | None, trace: Trace, live: Lockstep):
+    def __init__(self, record: StepRecord, rtol: float | None, atol: float | None, trace: Trace, live: Lockstep,
+                 declared: Callable[[str, Any, Any], Tolerance | None] = lambda key, a, b: None):
+        """``declared``: a pair's own tolerance, where the scenario gives one."""
         self.keys = live.compute_order(record, trace.keys)
         self.signature = _signature(record)
         self.columns = trace.key_columns(self.keys)
@@ -491,11 +619,13 @@ class _StepPlan:
             else:
                 compared.append(i)
                 sizes.append(int(np.size(a)))
-                tolerances.append(tolerance_for(np.asarray(a).dtype, np.asarray(b).dtype, rtol, atol))
+                own = declared(key, a, b)
+                tolerances.append(own or tolerance_for(np.asarray(a).dtype, np.asarray(b).dtype, rtol, atol))
         self.compared = np.array(compared, dtype=np.int64)
         self.compared_columns = self.columns[self.compared]
         self._side_bytes = [sum(int(v.nbytes) for v in side.values()) for side in (record.numpy, record.torch)]
         self.compared_keys = [self.keys[i] for i in compared]
+        self._normwise_plan(record, tolerances)
         self.summarizer = PairSummarizer(sizes, tolerances)
         self._sizes, self._tolerances = sizes, tolerances
         # Per set of pairs out of tolerance; a drifting run meets many sets, so only the latest few.
@@ -504,6 +634,33 @@ class _StepPlan:
         self._direct_always = np.array([k in inputs for k in self.compared_keys], dtype=bool)
         self._direct_first = self._direct_always | np.array([k.startswith("before ") for k in self.compared_keys])
         self.last_nonfinite = False
+
+    def _normwise_plan(self, record: StepRecord, tolerances: list[Tolerance]) -> None:
+        """Per compared pair: its normwise tolerance; for an update, the pair of the weight it changed."""
+        position = {k: i for i, k in enumerate(self.compared_keys)}
+        self.norm_tols = np.array([t.norm for t in tolerances], dtype=np.float64)
+        self.is_update = np.array([k.startswith("update ") for k in self.compared_keys], dtype=bool)
+        self.after_of = np.array([position.get(keys.after(keys.base_name(k)), -1) if u else -1
+                                  for k, u in zip(self.compared_keys, self.is_update, strict=True)], dtype=np.int64)
+        self.is_update &= self.after_of >= 0
+        self.eps = np.array([_eps(record.numpy[k], record.torch[k]) for k in self.compared_keys], dtype=np.float64)
+        self.smallest_norms = np.array([
+            smallest_norm(lower_precision(record.numpy[k].dtype, record.torch[k].dtype), record.torch[k].size)
+            for k in self.compared_keys], dtype=np.float64)
+        self._weight_norms = np.zeros(len(self.compared_keys))
+
+    def out_of_tolerance(self, summary: StepSummary, subset: np.ndarray | None = None) -> np.ndarray:
+        """Pairs out of tolerance elementwise or normwise. ``subset``: the summary is of these pairs only
+        (a local re-run), whose updates' rounding floor is the weight norm of the last whole summary."""
+        if subset is None:
+            after = np.maximum(summary.sq_a, summary.sq_b)
+            self._weight_norms = np.where(self.after_of >= 0, np.sqrt(after[np.maximum(self.after_of, 0)]), 0.0)
+            chosen = slice(None)
+        else:
+            chosen = np.flatnonzero(subset)
+        norm_out = summary.norm_out(self.norm_tols[chosen], self.is_update[chosen], self.eps[chosen],
+                                    self._weight_norms[chosen], self.smallest_norms[chosen])
+        return (summary.n_bad > 0) | norm_out
 
     @property
     def smallest_record_bytes(self) -> int:
@@ -550,6 +707,7 @@ class _StepPlan:
 
 
 _PHASE_RANK = {p: i for i, p in enumerate(keys.PHASES)}
+_REFEREE_REPORTS = 64  # the latest steps' referee reports kept (the first divergence's is in it)
 _SUBSET_SUMMARIZERS = 8  # kept per step plan: each holds its own per-element tolerances when they differ
 
 
@@ -574,7 +732,23 @@ def compare_record(record: StepRecord, local: bool, rtol: float | None, atol: fl
     """Every tensor of a record compared in full: free-running, or local when it was measured."""
     numpy_side = record.local if (local and record.local is not None) else record.numpy
     names = list(dict.fromkeys([*numpy_side, *record.torch]))
-    return [compare_tensor(k, numpy_side.get(k), record.torch.get(k), rtol, atol) for k in names]
+    return [compare_tensor(k, numpy_side.get(k), record.torch.get(k), rtol, atol,
+                           update_of_norm=_weight_norm(record, k)) for k in names]
+
+
+def _weight_norm(record: StepRecord, key: str) -> float | None:
+    """For an update pair, the 2-norm of the weight it changed (the greater side's); else None."""
+    if not key.startswith("update "):
+        return None
+    after = keys.after(keys.base_name(key))
+    norms = [float(np.linalg.norm(np.asarray(side[after], dtype=np.float64)))
+             for side in (record.numpy, record.torch) if after in side]
+    return max(norms) if norms else None
+
+
+def _eps(a: Any, b: Any) -> float:
+    dtype = lower_precision(np.asarray(a).dtype, np.asarray(b).dtype)
+    return float(np.finfo(dtype).eps) if dtype.kind == "f" else 0.0
 
 
 def _scalar(value: Any) -> float:

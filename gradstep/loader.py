@@ -14,6 +14,7 @@ import linecache
 import re
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -191,6 +192,28 @@ def _problems(s: Scenario) -> list[str]:
             out.append(f"variant {name!r} must be a gradstep.scenario.Variant")
     if s.default_variant not in s.variants:
         out.append(f"default_variant {s.default_variant!r} is not one of the variants")
+    return out + _tolerance_problems(s)
+
+
+def _tolerance_problems(s: Scenario) -> list[str]:
+    """Tolerances come in pairs of finite numbers >= 0, as on the command line."""
+    from gradstep.compare import check_tolerances  # numpy only: loading stays light
+
+    out = []
+    if (s.rtol is None) != (s.atol is None):
+        out.append("rtol and atol must be given together")
+    pairs = [("", (s.rtol, s.atol))] if s.rtol is not None and s.atol is not None else []
+    if not isinstance(s.tolerances, Mapping):
+        return [*out, "tolerances must be a dict of tensor name -> (rtol, atol)"]
+    pairs += [(f" of {name!r}", value) for name, value in s.tolerances.items()]
+    for where, value in pairs:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            out.append(f"tolerance{where}: {value!r} is not a pair (rtol, atol)")
+            continue
+        try:
+            check_tolerances(*value)
+        except ValueError as error:
+            out.append(f"tolerance{where}: {error}")
     return out
 
 

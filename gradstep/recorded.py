@@ -113,6 +113,8 @@ class RecordedRun:
         self._stopped: str = result["stopped"]
         self.last_error = None if result["error"] is None else RecordedError(result["error"])
         self.unmapped_torch = list(session.unmapped_torch)
+        self.rounding_reasons = dict(session.rounding_reasons)
+        self.rounding_summary = session.rounding_summary
 
     @classmethod
     def open(cls, path: str | Path) -> RecordedRun:

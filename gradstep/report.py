@@ -21,6 +21,7 @@ from gradstep.numfmt import fmt, fmt_array, json_number
 MARKS = {
     Status.OK: ("✓", "green"),
     Status.DRIFT: ("~", "yellow"),
+    Status.ROUNDING: ("≈", "blue"),
     Status.ONE_SIDE: ("◐", "cyan"),
     Status.SHAPE: ("▭", "magenta"),
     Status.NONFINITE: ("!", "bold red"),
@@ -29,6 +30,7 @@ MARKS = {
 LABELS = {
     Status.OK: "within tolerance",
     Status.DRIFT: "drift only",
+    Status.ROUNDING: "rounding only",
     Status.ONE_SIDE: "one side only",
     Status.SHAPE: "shapes differ",
     Status.NONFINITE: "NaN/Inf",
@@ -50,12 +52,18 @@ def tensor_summary(engine: Engine) -> list[dict[str, Any]]:
         out.append({
             "tensor": key,
             "status": Status(int(status[present].max())),
-            "steps_out": int((trace.n_bad[:, col] > 0).sum()),
+            # Out of tolerance free-running, elementwise or normwise: every status but OK and one-sidedness.
+            "steps_out": int(np.isin(status, _OUT).sum()),
+            "rounding": int((status == Status.ROUNDING).sum()),
+            "rounding_reason": getattr(engine, "rounding_reasons", {}).get(key, ""),
             "max_abs": float(abs_col.max()),
             "max_rel": trace.max_rel[:, col].max(),  # float32: shown as its own shortest decimal
             "worst_step": worst_step,
         })
     return out
+
+
+_OUT = [int(s) for s in (Status.DRIFT, Status.ROUNDING, Status.NONFINITE, Status.DIVERGED)]
 
 
 def render(engine: Engine, result: RunResult, *, hex_bits: bool = False, patches: list[str] | None = None) -> Group:
@@ -67,6 +75,9 @@ def render(engine: Engine, result: RunResult, *, hex_bits: bool = False, patches
     marks_only = _Fitting(lambda: _narrow_tensor_table(rows), lambda: _stacked_tensor_table(rows), numbers)
     parts.append(_Fitting(lambda: _tensor_table(rows, words=True), lambda: marks_only, numbers))
     parts.append(_divergence_text(result, hex_bits))
+    rounding = _rounding_text(rows, engine)
+    if rounding is not None:
+        parts.append(rounding)
     parts.append(diagnosis_text(engine, result))
     parts.append(_drift_text(result))
     parts.append(_final_table(engine, hex_bits))
@@ -100,6 +111,9 @@ def _header(engine: Engine, result: RunResult, patches: list[str] | None) -> Tex
     )
     if patches:
         text.append(f"patches in force: {', '.join(patches)}\n", style="yellow")
+    note = precision_note(engine)
+    if note:
+        text.append(f"{note}\n", style="blue")
     return text
 
 
@@ -195,6 +209,8 @@ def comparison_lines(c: TensorComparison, hex_bits: bool = False) -> str:
         f"mismatched elements: {c.n_bad} / {c.size} ({100.0 * c.n_bad / max(c.size, 1):.1f}%)",
         f"greatest abs difference {fmt(c.max_abs)}, rel {fmt(c.max_rel)}, ulp {fmt(c.max_ulp)}"
         f" (rtol {fmt(c.tolerance.rtol)}, atol {fmt(c.tolerance.atol)})",
+        f"normwise error {fmt(c.norm_error)} (tolerance {fmt(c.norm_tolerance)})"
+        + (": out" if c.norm_bad else ""),
     ]
     if c.note:
         lines.append(c.note)
@@ -212,7 +228,43 @@ def _divergence_text(result: RunResult, hex_bits: bool) -> Text:
     text.append(f"First divergence: step {d.step} (epoch {d.epoch}, batch {d.index}), {d.tensor}", style="bold red")
     text.append(f"  [{how}]\n")
     text.append(comparison_lines(d.comparison, hex_bits))
+    text.append(f"\ndecided by: {d.decided_by()}")
     return text
+
+
+def _rounding_text(rows: list[dict[str, Any]], engine: Engine) -> Text | None:
+    """The pairs out of tolerance locally that the precision referee found to be rounding only."""
+    rounded = [row for row in rows if row["rounding"]]
+    if not rounded:
+        return None
+    counts = ", ".join(f"{row['tensor']} ({row['rounding']})" for row in rounded)
+    text = Text("Rounding only (out of tolerance locally, but the same math: not a divergence), steps per tensor: "
+                f"{counts}.", style="blue")
+    summary = getattr(engine, "rounding_summary", "")
+    if summary:
+        text.append(f"\nFirst at {summary}.")
+    return text
+
+
+def precision_note(engine: Engine) -> str:
+    """When the two sides compute in different precisions, what the comparison can resolve."""
+    sides = _side_dtypes(engine)
+    if len(sides) < 2 or sides["numpy"] == sides["torch"]:
+        return ""
+    low = min(sides.values(), key=lambda d: np.finfo(d).nmant)
+    return (f"the NumPy side computes in {sides['numpy']}, torch in {sides['torch']}: they can agree only to "
+            f"{low} rounding, and are compared at {low}'s tolerance")
+
+
+def _side_dtypes(engine: Engine) -> dict[str, str]:
+    """The float dtype of each side's weights (the run's computing precision), from the end state."""
+    final = engine.final_state()
+    out = {}
+    for side in ("numpy", "torch"):
+        dtypes = {np.asarray(w).dtype for w in final[side]["weights"].values() if np.asarray(w).dtype.kind == "f"}
+        if len(dtypes) == 1:
+            out[side] = dtypes.pop().name
+    return out
 
 
 def _drift_text(result: RunResult) -> Text:
@@ -314,6 +366,7 @@ def to_json(engine: Engine, result: RunResult, patches: list[str] | None = None)
         "dtype": engine.dtype_name,
         "tf32": engine.tf32,
         "patches": patches or [],
+        "precision": precision_note(engine) or None,
         "first_divergence": None if d is None else _divergence_json(d),
         "drift": None if drift is None else {
             "first_step": drift.first_step,
@@ -326,6 +379,8 @@ def to_json(engine: Engine, result: RunResult, patches: list[str] | None = None)
             row["tensor"]: {
                 "status": LABELS[row["status"]],
                 "steps_out": row["steps_out"],
+                "rounding": row["rounding"],
+                "rounding_reason": row["rounding_reason"] or None,
                 "max_abs": json_number(row["max_abs"]),
                 "max_rel": json_number(row["max_rel"]),
                 "worst_step": row["worst_step"],
@@ -363,6 +418,16 @@ def _divergence_json(d: Any) -> dict[str, Any]:
         "size": c.size,
         "rtol": c.tolerance.rtol,
         "atol": c.tolerance.atol,
+        "norm_error": json_number(c.norm_error),
+        "norm_tolerance": json_number(c.norm_tolerance),
+        "decided_by": d.decided_by(),
+        "referee": None if d.judgement is None else {
+            "precision": d.judgement.referee_precision,
+            "run_difference": json_number(d.judgement.run_diff),
+            "referee_difference": json_number(d.judgement.referee_diff),
+            "referee_relative": json_number(d.judgement.referee_rel),
+            "rounding": d.judgement.rounding,
+        },
         "note": c.note,
     }
 

@@ -242,6 +242,11 @@ class Scenario:
     # False: the torch side keeps its model's own initialisation instead of
     # the shared init (on purpose, as a thread did); mapped names still compare.
     share_init: bool = True
+    # Tolerances, elementwise, as --rtol/--atol (which override them): for the whole run, and per
+    # tensor by name ("grad W1", or "W1" for every pair of that weight). None: the dtype's defaults.
+    rtol: float | None = None
+    atol: float | None = None
+    tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     notes: str = ""
     # Filled in by the loader: the file it came from and the variant in force.
     source_path: str = ""

@@ -29,22 +29,23 @@ from typing import Any
 import numpy as np
 
 from gradstep import __version__, keys
-from gradstep.compare import Status, TensorComparison, Tolerance
+from gradstep.compare import STATUS_FROM_FORMAT_1, Status, TensorComparison, Tolerance
 from gradstep.diagnosis import Finding
 from gradstep.engine import TORCH_DTYPES, Divergence, Drift, RunResult
 from gradstep.patch import TARGETS, Patch
+from gradstep.referee import Judgement
 from gradstep.session_tree import Decoder, Encoder, TreeError
 from gradstep.session_window import RecordedWindow, WindowError, pack_window
 from gradstep.session_zip import SUFFIX, ArchiveError, ArchiveReader, ArchiveWriter, looks_like_session
 from gradstep.trace import Checkpoint, EpochMetrics
 
 FORMAT = "gradstep-session"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the ROUNDING status (format 1's statuses are renumbered on load)
 MAX_SOURCE_BYTES = 1 << 20
 STOPPED = ("end", "steps", "divergence", "nonfinite", "cancelled", "error")
 # The only types a session file may hold besides plain values, arrays and tensors.
 TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    Status, Tolerance, TensorComparison, Divergence, Drift, EpochMetrics, Checkpoint, Finding, Patch)}
+    Status, Tolerance, TensorComparison, Divergence, Drift, EpochMetrics, Checkpoint, Finding, Patch, Judgement)}
 
 
 class SessionFileError(Exception):
@@ -139,6 +140,8 @@ def _body(engine: Any, result: RunResult, steps: tuple[int, ...], notes: list[st
         "initial_weights": initial,
         "final_state": engine.final_state(),
         "unmapped_torch": list(engine.unmapped_torch),
+        "rounding_reasons": dict(getattr(engine, "rounding_reasons", {})),
+        "rounding_summary": str(getattr(engine, "rounding_summary", "")),
         "result": {"stopped": result.stopped, "first_divergence": result.first_divergence,
                    "first_nonfinite": result.first_nonfinite, "drift": result.drift,
                    "error": _error(result.error)},
@@ -245,6 +248,8 @@ class SavedSession:
     initial_weights: dict[str, dict[str, np.ndarray]] | None
     final_state: dict[str, dict[str, Any]]
     unmapped_torch: tuple[str, ...]
+    rounding_reasons: dict[str, str]
+    rounding_summary: str
     result: dict[str, Any]
     diagnosis: dict[str, Any] | None
 
@@ -261,12 +266,25 @@ def load(path: str | Path) -> SavedSession:
         with ArchiveReader(path) as reader:
             manifest = reader.manifest()
             version = _check_format(manifest)
-            body = Decoder(reader.array, TYPES).decode(manifest.get("session"), "session")
+            tree = manifest.get("session")
+            body = Decoder(reader.array, TYPES).decode(_statuses_of_format_1(tree) if version == 1 else tree,
+                                                       "session")
             return _session(path, manifest, version, body)
     except (ArchiveError, TreeError, WindowError, _Invalid) as error:
         raise SessionFileError(path, str(error)) from None
     except MemoryError:
         raise SessionFileError(path, "too large to load in this machine's memory") from None
+
+
+def _statuses_of_format_1(tree: Any) -> Any:
+    """Format 1's encoded Status values as today's (ROUNDING came in between); the summaries follow."""
+    if isinstance(tree, list):
+        return [_statuses_of_format_1(v) for v in tree]
+    if not isinstance(tree, dict):
+        return tree
+    if tree.get("$enum") == "Status" and type(tree.get("value")) is int and tree["value"] in STATUS_FROM_FORMAT_1:
+        return {**tree, "value": int(STATUS_FROM_FORMAT_1[tree["value"]])}
+    return {k: _statuses_of_format_1(v) for k, v in tree.items()}
 
 
 def _check_format(manifest: dict[str, Any]) -> int:
@@ -295,7 +313,7 @@ def _session(path: Path, manifest: dict[str, Any], version: int, body: Any) -> S
         options=_need(body.get("options"), dict, "options"),
         run=run,
         patches=tuple(_patches(_need(body.get("patches"), list, "patches"))),
-        summaries=_summaries(_need(body.get("summaries"), dict, "summaries"), steps),
+        summaries=_summaries(_need(body.get("summaries"), dict, "summaries"), steps, version),
         metrics=tuple(_metrics(body.get("metrics"))),
         phases=_phases(_need(body.get("phases"), dict, "phases")),
         window=window,
@@ -304,6 +322,9 @@ def _session(path: Path, manifest: dict[str, Any], version: int, body: Any) -> S
         initial_weights=_weights_pair(body.get("initial_weights")),
         final_state=_final_state(_need(body.get("final_state"), dict, "final_state")),
         unmapped_torch=tuple(_strings(body.get("unmapped_torch"), "unmapped_torch")),
+        rounding_reasons={str(k): str(v) for k, v in _need(body.get("rounding_reasons", {}), dict,
+                                                           "rounding_reasons").items()},
+        rounding_summary=str(body.get("rounding_summary", "")),
         result=_result(_need(body.get("result"), dict, "result"), steps),
         diagnosis=_diagnosis_of(body.get("diagnosis")),
     )
@@ -378,7 +399,7 @@ def _metrics(value: Any) -> list[EpochMetrics]:
 _SUMMARY_KINDS = {"max_abs": "f", "max_rel": "f", "n_bad": "iu", "status": "iu", "losses": "f"}
 
 
-def _summaries(s: dict[str, Any], steps: int) -> dict[str, Any]:
+def _summaries(s: dict[str, Any], steps: int, version: int = FORMAT_VERSION) -> dict[str, Any]:
     names = _strings(s.get("keys"), "summaries keys")
     if len(set(names)) != len(names):
         raise _Invalid("summaries keys repeat a name")
@@ -390,8 +411,12 @@ def _summaries(s: dict[str, Any], steps: int) -> dict[str, Any]:
             raise _Invalid(f"summaries {name} has shape {shape}, not ({steps}, {width}) for {steps} steps "
                            f"and {len(names)} tensors")
     status = s["status"]
-    if status.size and (status.min() < -1 or status.max() > max(Status)):
+    newest = max(STATUS_FROM_FORMAT_1) if version == 1 else max(Status)
+    if status.size and (status.min() < -1 or status.max() > newest):
         raise _Invalid("summaries status holds values that are not statuses")
+    if version == 1:
+        renumber = np.array([-1, *(int(STATUS_FROM_FORMAT_1[v]) for v in sorted(STATUS_FROM_FORMAT_1))])
+        s = {**s, "status": renumber[status.astype(np.int64) + 1].astype(status.dtype)}
     return s
 
 

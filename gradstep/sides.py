@@ -101,6 +101,20 @@ def call(side: str, function: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise ScenarioError(side, function, error) from error
 
 
+def updates(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray]) -> Tensors:
+    """``"update w"``: what the step changed, ``after - before``, in the weight's own dtype.
+
+    Exact wherever the update is less than the weight itself (Sterbenz), so it is
+    the update as the side stored it, rounding of ``after`` included.
+    """
+    out: Tensors = {}
+    for name, new in after.items():
+        old = before.get(name)
+        if old is not None and np.shape(old) == np.shape(new) and new.dtype.kind == "f":
+            out[keys.update(name)] = np.subtract(new, old, dtype=new.dtype)
+    return out
+
+
 def _as_loss_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, Mapping):
         if "loss" not in value:
@@ -143,6 +157,7 @@ class NumpyRunner:
         new = call("numpy", "update", self.fns.update, work, grads, state, self.hp)
         after = dict(new) if new is not None else work
         after = {n: np.asarray(w) for n, w in after.items()}
+        out.update(updates(start, after))
         out.update({keys.after(n): w for n, w in after.items()})
         if own:
             self.weights = after
@@ -272,6 +287,7 @@ class TorchRunner:
                 out[keys.grad(name)] = self._act_to_numpy(name, t.grad)
         call("torch", "update", self.fns.update, self.model, self.optimizer, self.state, self.hp)
         self._last_after = self._params_to_numpy(_detached, copy=True)
+        out.update(updates(before, self._last_after))
         out.update({keys.after(n): w for n, w in self._last_after.items()})
         return out
 

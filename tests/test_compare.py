@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -24,9 +26,9 @@ F64_TINY = np.finfo(np.float64).smallest_subnormal
 # --- tolerance_for ------------------------------------------------------------------------
 
 
-def test_default_tolerances_are_torchs():
-    assert tolerance_for(np.float32, np.float32) == Tolerance(1.3e-6, 1e-5)
-    assert tolerance_for(np.float64, np.float64) == Tolerance(1e-7, 1e-7)
+def test_default_tolerances_are_torchs_elementwise_with_a_normwise_one_of_their_own():
+    assert tolerance_for(np.float32, np.float32) == Tolerance(1.3e-6, 1e-5, 3e-5)
+    assert tolerance_for(np.float64, np.float64) == Tolerance(1e-7, 1e-7, 1e-7)
 
 
 def test_mixed_float32_float64_gets_the_looser_float32_tolerance():
@@ -39,9 +41,17 @@ def test_integers_are_exact_and_int_against_float_takes_the_floats():
     assert tolerance_for(np.int64, np.float32) == DEFAULT_TOLERANCES["float32"]
 
 
-def test_user_tolerance_wins():
-    assert tolerance_for(np.float32, np.float32, rtol=0.5, atol=2) == Tolerance(0.5, 2.0)
-    assert tolerance_for(np.int64, np.int64, rtol=0, atol=1) == Tolerance(0.0, 1.0)
+def test_user_tolerance_wins_and_loosens_the_normwise_one_only_upwards():
+    assert tolerance_for(np.float32, np.float32, rtol=0.5, atol=2) == Tolerance(0.5, 2.0, 0.5)
+    assert tolerance_for(np.float32, np.float32, rtol=1e-9, atol=0) == Tolerance(1e-9, 0.0, 3e-5)
+    assert tolerance_for(np.int64, np.int64, rtol=0, atol=1) == Tolerance(0.0, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(("rtol", "atol"), [(math.nan, 1e-5), (1e-5, math.nan), (math.inf, 0.0), (-1, -1),
+                                            (0.0, -1e-9), ("x", 1.0)])
+def test_tolerances_that_would_pass_everything_or_nothing_are_refused(rtol, atol):
+    with pytest.raises(ValueError, match="must be"):
+        tolerance_for(np.float32, np.float32, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize(("rtol", "atol"), [(1e-3, None), (None, 1e-3)])

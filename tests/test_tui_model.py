@@ -157,7 +157,7 @@ def test_one_step_shows_step_zero_as_the_thread_printed(neuron):
     assert (float(after_b.numpy[0, 0]), float(after_b.torch[0, 0])) == (0.22, pytest.approx(0.34))
     assert after_w.status == Status.DIVERGED and entry_view(after_w).worst == "0.12000000000000001"
     phases = [e.phase for e in frame.entries]
-    assert phases == sorted(phases, key=["before", "input", "forward", "loss", "grad", "after"].index)
+    assert phases == sorted(phases, key=["before", "input", "forward", "loss", "grad", "update", "after"].index)
 
 
 def test_viewing_old_steps_never_moves_the_frontier(neuron):

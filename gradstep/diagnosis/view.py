@@ -20,7 +20,7 @@ from gradstep.engine import Engine
 
 DIVERGING = (Status.DIVERGED, Status.NONFINITE, Status.SHAPE)
 # Compute order for ranking; a loss value alone changes nothing in training, so it ranks last.
-PHASE_RANK = {"before": 0, "input": 1, "forward": 2, "grad": 3, "after": 4, "loss": 5}
+PHASE_RANK = {"before": 0, "input": 1, "forward": 2, "grad": 3, "update": 4, "after": 5, "loss": 6}
 
 
 @dataclass

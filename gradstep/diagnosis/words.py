@@ -10,7 +10,7 @@ from gradstep.compare import Status, TensorComparison
 from gradstep.diagnosis.findings import num, shape_text
 
 FUNCTION_OF_PHASE = {"before": "init", "input": "data", "forward": "forward", "loss": "loss", "grad": "backward",
-                     "after": "update"}
+                     "update": "update", "after": "update"}
 
 
 def function_for(side: str, phase: str) -> str:

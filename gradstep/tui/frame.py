@@ -44,6 +44,7 @@ class TensorEntry:
     worst_index: tuple[int, ...] | None
     local: np.ndarray | None = None  # the NumPy side re-run from torch's weights, when measured
     recorded: bool = True  # False: a saved session's summary row, without the elements
+    verdict: str = ""  # what decided its status beyond the elementwise marks (the precision referee, normwise)
 
     @property
     def shape(self) -> tuple[int, ...] | None:
@@ -52,7 +53,7 @@ class TensorEntry:
 
     @property
     def out_of_tolerance(self) -> bool:
-        return self.status in (Status.DIVERGED, Status.NONFINITE, Status.SHAPE, Status.DRIFT)
+        return self.status in (Status.DIVERGED, Status.NONFINITE, Status.SHAPE, Status.DRIFT, Status.ROUNDING)
 
 
 @dataclass(frozen=True)
@@ -116,20 +117,23 @@ def build_frame(engine: Engine, step: int, phases: PhaseMap) -> Frame:
         return _summary_frame(engine, step, phases).with_(notice=str(missing))
     trace = engine.trace
     column = {k: i for i, k in enumerate(trace.keys)}
+    referee = getattr(engine, "referee_reports", {}).get(step)
     entries = []
     for key in phases.ordered(engine, record):
         a, b = record.numpy.get(key), record.torch.get(key)
         col = column.get(key)
         raw = int(trace.status[step, col]) if col is not None else -1
-        tol = _tolerance(a, b, engine)
+        tol = _tolerance(a, b, engine, key)
         facts = pair_facts(a, b, tol)
         status = Status(raw) if raw >= 0 else facts.status
+        n_bad = int(trace.n_bad[step, col]) if col is not None else facts.n_bad
         entries.append(TensorEntry(
             key, phases.phase(key), status, a, b, tol,
             float(trace.max_abs[step, col]) if col is not None else facts.max_abs,
-            int(trace.n_bad[step, col]) if col is not None else facts.n_bad,
+            n_bad,
             facts.worst_index,
             None if record.local is None else record.local.get(key),
+            verdict=_verdict(referee, key, status, n_bad),
         ))
     return _frame(engine, step, record.epoch, record.index, tuple(entries),
                   _loss(record.numpy), _loss(record.torch))
@@ -186,10 +190,21 @@ def _frame(engine: Engine, step: int, epoch: int | None, batch: int | None, entr
     )
 
 
-def _tolerance(a: np.ndarray | None, b: np.ndarray | None, engine: Engine) -> Tolerance:
+def _tolerance(a: np.ndarray | None, b: np.ndarray | None, engine: Engine, key: str = "") -> Tolerance:
     if a is None or b is None:
         return tolerance_for(np.float64, np.float64, engine.rtol, engine.atol)
-    return tolerance_for(np.asarray(a).dtype, np.asarray(b).dtype, engine.rtol, engine.atol)
+    declared = engine.tolerance_of(key, a, b) if hasattr(engine, "tolerance_of") else None
+    return declared or tolerance_for(np.asarray(a).dtype, np.asarray(b).dtype, engine.rtol, engine.atol)
+
+
+def _verdict(referee, key: str, status: Status, n_bad: int) -> str:
+    """The referee's word on the pair at this step; else, for a pair out only on its own scale, that."""
+    judgement = referee.judgements.get(key) if referee is not None else None
+    if judgement is not None:
+        return judgement.short()
+    if status in (Status.DIVERGED, Status.DRIFT) and not n_bad:
+        return "out of tolerance normwise, on its own scale"
+    return ""
 
 
 def _loss(side: dict[str, np.ndarray]) -> np.generic | None:

@@ -16,6 +16,7 @@ from gradstep.report import LABELS, MARKS
 _LIGHT = {
     Status.OK: "green4",
     Status.DRIFT: "dark_orange3",
+    Status.ROUNDING: "blue3",
     Status.ONE_SIDE: "dark_cyan",
     Status.SHAPE: "magenta3",
     Status.NONFINITE: "bold red3",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradstep.compare import Status, Tolerance
+from gradstep.compare import Status, Tolerance, lower_precision, normwise_error, smallest_norm
 
 _CHUNK = 1 << 18  # elements per pass: bounded temporaries however big the tensor
 
@@ -43,8 +43,11 @@ def pair_facts(a: np.ndarray | None, b: np.ndarray | None, tol: Tolerance) -> Pa
     step = max(1, _CHUNK // rows_a.shape[1])
     best_bad, best_abs = (-1.0, 0), (-1.0, 0)
     n_bad, max_abs, nonfinite = 0, 0.0, False
+    squares = np.zeros(3)  # sums of a², b², (a - b)²: the normwise error
     for start in range(0, rows_a.shape[0], step):
-        score, diff, finite_mismatch = _chunk_scores(rows_a[start:start + step], rows_b[start:start + step], tol)
+        chunk_a, chunk_b = rows_a[start:start + step], rows_b[start:start + step]
+        squares += _squares(chunk_a, chunk_b)
+        score, diff, finite_mismatch = _chunk_scores(chunk_a, chunk_b, tol)
         offset = start * rows_a.shape[1]
         bad = score > 1.0
         n_bad += int(bad.sum())
@@ -60,7 +63,24 @@ def pair_facts(a: np.ndarray | None, b: np.ndarray | None, tol: Tolerance) -> Pa
     flat = best_bad[1] if n_bad else best_abs[1]
     index = tuple(int(i) for i in np.unravel_index(flat, a.shape)) if a.ndim else ()
     status = Status.OK if not n_bad else (Status.NONFINITE if nonfinite else Status.DIVERGED)
+    if status == Status.OK and _norm_out(squares, tol, lower_precision(a.dtype, b.dtype), a.size):
+        status = Status.DIVERGED
     return PairFacts(status, max_abs, n_bad, index)
+
+
+def _squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = a64 - b64
+        return np.array([a64 @ a64, b64 @ b64, d @ d])
+
+
+def _norm_out(squares: np.ndarray, tol: Tolerance, dtype: np.dtype, size: int) -> bool:
+    """Out of the normwise tolerance (the engine's rule; NaN/Inf and subnormal pairs are not judged here)."""
+    sq_a, sq_b, sq_diff = (float(x) for x in squares)
+    if not np.isfinite(squares).all() or max(sq_a, sq_b) ** 0.5 <= smallest_norm(dtype, size):
+        return False
+    return normwise_error(sq_diff, sq_a, sq_b) > tol.norm
 
 
 def _chunk_scores(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> tuple[np.ndarray, np.ndarray, bool]:

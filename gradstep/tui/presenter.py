@@ -95,6 +95,8 @@ def tensor_title(entry: TensorEntry, slice_label: str) -> str:
         parts.append("summary only: its elements were not saved")
     if entry.n_bad:
         parts.append(f"{entry.n_bad} out of tolerance")
+    if entry.verdict:
+        parts.append(entry.verdict)
     parts.append(f"rtol {shortest(entry.tolerance.rtol)} atol {shortest(entry.tolerance.atol)}")
     return " · ".join(parts)
 

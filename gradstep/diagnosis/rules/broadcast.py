@@ -175,7 +175,8 @@ def _finding(view: StepView, probe: Probe, event: Broadcast) -> Finding:
     (a, b) = event.shapes
     op = SYMBOLS.get(event.operation, event.operation)
     phase = event.function.split(".")[1]
-    phases = {"forward": ("forward",), "loss": ("loss",), "backward": ("grad",), "update": ("after",)}.get(phase, ())
+    phases = {"forward": ("forward",), "loss": ("loss",), "backward": ("grad",),
+              "update": ("update", "after")}.get(phase, ())
     explained = view.diverged_in(*phases)[:3] if phases else []
     cause = (f"{event.function} broadcasts a {shape_text(a)} array against a {shape_text(b)} one in `{op}`: the result "
              f"is a ({n}, {n}) table of every pair, not {n} values, and a mean over it is a plausible-looking wrong "
