@@ -23,6 +23,7 @@ from gradstep.tui.widgets import (
     TensorGrid,
     TensorNavigator,
 )
+from tests.test_tui import find
 from tests.test_tui_helpers import FAULTS, make_app, press, recorded_notes, run_async, settle, shown
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -45,6 +46,7 @@ async def test_present_key_shows_the_step_big_and_the_key_numbers_then_gives_the
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await press(pilot, "n")
+        await find(pilot, "after w")  # from grad w, the first divergence
         screen = app.main
         assert not screen.has_class("-present") and widget(app, TensorNavigator).region.width > 0
         await press(pilot, "P")
@@ -81,6 +83,7 @@ async def test_presenting_at_80x24_keeps_the_panes_and_the_start_shows_a_dash():
         assert app.main.query_one(Digits).value == "-" and "start (initial weights)" in heading(app)
         assert not widget(app, TensorGrid).spacious  # at 80 columns every column counts
         await press(pilot, "n")
+        await find(pilot, "after w")
         assert "NumPy  0.18" in heading(app)
         grid = widget(app, TensorGrid)
         assert grid.region.height >= 8 and "✗ 0.059999999999999984" in shown(grid)
@@ -127,7 +130,9 @@ async def test_screenshot_key_writes_an_svg_and_says_where(monkeypatch, tmp_path
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        await press(pilot, "n", "P")
+        await press(pilot, "n")
+        await find(pilot, "after w")
+        await press(pilot, "P")
         notes = recorded_notes(app)
         await press(pilot, "S")
         await pilot.pause(0.1)
@@ -137,6 +142,32 @@ async def test_screenshot_key_writes_an_svg_and_says_where(monkeypatch, tmp_path
         assert svg.startswith("<svg") and "0.059999999999999984" in svg.replace("&#160;", " ")
         assert any(str(saved[0]) in note for note in notes)
         assert app.is_running
+
+
+@run_async
+async def test_two_screenshots_in_one_second_keep_both_and_show_no_toast(monkeypatch, tmp_path):
+    """Same second, same name: the second gets ``-2``; the first one's toast is not in the second picture,
+    and toasts are short and sit at the top, away from the diagnosis at the bottom."""
+    from gradstep.tui.app import NOTICE_S
+
+    monkeypatch.setenv("GRADSTEP_SCREENSHOT_DIR", str(tmp_path))
+    monkeypatch.setattr("gradstep.tui.screenshot.datetime", type("Frozen", (), {
+        "now": staticmethod(lambda: datetime(2026, 5, 1, 9, 30, 5))}))
+    app = make_app()
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await settle(pilot)
+        await press(pilot, "n", "S")
+        await pilot.pause(0.3)
+        toasts = list(app.screen.query("Toast"))
+        assert toasts and "saved to" in str(toasts[0].render())
+        diagnosis = app.main.query_one("#diagnosis").region
+        assert all(not toast.region.overlaps(diagnosis) for toast in toasts) and NOTICE_S <= 4
+        await press(pilot, "S")
+        await pilot.pause(0.1)
+        first, second = sorted(tmp_path.glob("*.svg"))
+        assert first.name == "gradstep-neuron-as-posted-step0-20260501-093005-2.svg"
+        assert second.name == "gradstep-neuron-as-posted-step0-20260501-093005.svg"
+        assert "saved&#160;to" not in first.read_text() and "saved to" not in first.read_text()
 
 
 @run_async

@@ -119,9 +119,7 @@ class MainScreen(Screen):
         self.query_one(StatusBar).show_status(status_view(frame, self.hex_bits), self.compact)
         self.query_one(ErrorBanner).show_error(error)
         names = [e.key for e in frame.entries]
-        key = frame.focus_key if frame.focus_key in names else self.selected
-        if key == self.selected:
-            key = _watched(previous, frame, key, names)
+        key = _opened(previous, frame, self.selected, names)
         if key not in names:
             key = names[0] if names else None
         navigator = self.query_one(TensorNavigator)
@@ -367,6 +365,18 @@ class MainScreen(Screen):
         else:
             self.query_one(TensorGrid).focus()
         self.app.show_evidence(step, tensor)  # type: ignore[attr-defined]
+
+
+def _opened(previous: Frame | None, frame: Frame, selected: str | None, names: list[str]) -> str | None:
+    """The tensor to open: the one a run stopped at, else a first divergence this step just found, else the
+    one watched. So the tensor the status line names is the one on screen."""
+    if frame.focus_key in names:
+        return frame.focus_key
+    divergence = frame.first_divergence
+    new = previous is None or previous.first_divergence != divergence or previous.generation != frame.generation
+    if divergence is not None and new and divergence[0] == frame.step and divergence[1] in names:
+        return divergence[1]
+    return _watched(previous, frame, selected, names)
 
 
 def _watched(previous: Frame | None, frame: Frame, key: str | None, names: list[str]) -> str | None:

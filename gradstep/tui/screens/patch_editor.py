@@ -138,6 +138,10 @@ class PatchEditor(Screen[None]):
         self._message("checking the patch on the step's inputs…" if started else
                       "the engine is busy: the patch is applied as soon as it is free")
 
+    def show_progress(self, done: int, total: int) -> None:
+        """A replay under way: the message says how far it is, not what it did first."""
+        self._message(f"the patch passed its check; replaying: step {done} of {total}…")
+
     def action_close(self) -> None:
         if self.gradstep.running:
             self.gradstep.action_interrupt()

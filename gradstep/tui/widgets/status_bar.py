@@ -19,18 +19,18 @@ class StatusBar(Static):
             text.append(f"{view.read_only} · ", style="bold reverse")
         text.append(view.scenario, style="bold")
         text.append(f" · {view.position}", style="bold")
-        if not compact:
-            if view.patches:  # before the device: on a narrow line it is the device that is cut
-                text.append(f" · {view.patches}", style="bold")
+        if not compact:  # the device before the patches: a long list of patches is what the ellipsis cuts
             text.append(f" · {view.where}")
+            if view.patches:
+                text.append(f" · {view.patches}", style="bold")
         text.append("\n")
         text.append(view.losses)
         text.append("\n" if compact else " · ")
         text.append(view.divergence, style="bold red" if view.diverged else "green")
         if compact:
+            text.append(f" · {view.where}")
             if view.patches:
                 text.append(f" · {view.patches}", style="bold")
-            text.append(f" · {view.where}")
         if text != self._shown:
             self._shown = text
             self.update(text, layout=False)  # fixed height: repaint only
