@@ -95,7 +95,11 @@ class TensorNavigator(ScrollView, can_focus=True):
             return
         self.highlighted = key
         self._reveal()
+        self.call_after_refresh(self._reveal)  # once a list that grew is laid out
         self.refresh()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._reveal()  # shown again (compact: t), or resized: the highlight stays in view
 
     def _reveal(self) -> None:
         if self.highlighted is None:
