@@ -96,13 +96,37 @@ async def test_presenting_at_80x24_keeps_the_panes_and_the_start_shows_a_dash():
         assert widget(app, TensorNavigator).region.width > 0
 
 
+@pytest.mark.parametrize("width", [80, 100, 120, 200])
+@run_async
+async def test_the_footer_fits_the_width_with_whole_words_and_help_always(width):
+    """Never cut mid-word; `?` at every width; at 80x24 t, p and a (the only ways to the list, the plot and the
+    diagnosis in the compact layout) are there; at 120 the workshop keys P and S too."""
+    from gradstep.tui.bindings import DIAGNOSIS_BINDINGS, ENGINE_BINDINGS, PATCH_BINDINGS, VIEW_BINDINGS
+
+    app = make_app()
+    async with app.run_test(size=(width, 24 if width == 80 else 40)) as pilot:
+        await settle(pilot)
+        footer = shown(app.main.query_one("#footer"))
+        assert len(footer) <= width and footer.rstrip().endswith("? Help")
+        described = {b.description for b in (*ENGINE_BINDINGS, *PATCH_BINDINGS, *DIAGNOSIS_BINDINGS,
+                                             *SHOW_BINDINGS, *VIEW_BINDINGS)}
+        shown_pairs = footer.split("  ")
+        for pair in filter(None, (p.strip() for p in shown_pairs)):
+            _key, _, description = pair.partition(" ")
+            assert description in described, pair  # a whole description, never a cut one
+        for must in ("n Step", "t Tensors", "p Plot", "a Diagnose"):
+            assert must in footer
+        if width >= 120:
+            assert "P Present" in footer and "S Screenshot" in footer
+
+
 @run_async
 async def test_present_key_is_in_the_footer_and_help():
     app = make_app()
     async with app.run_test(size=(200, 40)) as pilot:
         await settle(pilot)
-        keys = {(key.key, key.description) for key in app.main.query("FooterKey")}  # what the footer shows
-        assert {("P", "Present"), ("S", "Screenshot")} <= keys
+        footer = shown(app.main.query_one("#footer"))  # what the footer shows
+        assert "P Present" in footer and "S Screenshot" in footer
         await press(pilot, "question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = shown(app.screen.query_one("#help-table"))

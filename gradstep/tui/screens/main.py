@@ -22,7 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from gradstep import keys
 from gradstep.tui.bindings import DIAGNOSIS_BINDINGS, ENGINE_BINDINGS, PATCH_BINDINGS, SHOW_BINDINGS, VIEW_BINDINGS
@@ -36,6 +36,7 @@ from gradstep.tui.widgets import (
     DiagnosisPane,
     ElementDetail,
     ErrorBanner,
+    KeyFooter,
     LossPlot,
     PresentHeading,
     RunBar,
@@ -76,7 +77,7 @@ class MainScreen(Screen):
                     yield LossPlot(id="plot")
                     yield DiagnosisPane(id="diagnosis")
         yield RunBar(id="runbar")
-        yield Footer(show_command_palette=False)
+        yield KeyFooter(id="footer")
 
     def on_mount(self) -> None:
         self.query_one(TensorGrid).focus()
@@ -92,7 +93,6 @@ class MainScreen(Screen):
         changed = compact != self.compact
         self.set_class(compact, "-compact")
         if self.is_mounted:
-            self.query_one(Footer).compact = compact
             self._space_grid()
             if changed and self.frame is not None:
                 self.query_one(StatusBar).show_status(status_view(self.frame, self.hex_bits), compact)
