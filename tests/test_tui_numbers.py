@@ -109,3 +109,56 @@ async def test_a_big_tensor_opens_scrolled_to_its_cursor_and_the_list_to_its_ent
         navigator = app.main.query_one(TensorNavigator)
         y = navigator.region_of("after w").y
         assert 0 <= y < navigator.size.height
+
+
+def test_block_letters_cover_what_numbers_are_made_of():
+    from gradstep.tui import bigtext
+
+    for text in ("0.059999999999999984", "-1.2e-300", "nan", "-inf", "0x3dcccccd", "+7"):
+        rows = bigtext.big(text)
+        assert rows is not None and len(rows) == bigtext.HEIGHT
+        assert {len("".join(row)) for row in rows} == {bigtext.width(text)}
+    assert bigtext.big("w[0]") is None  # no glyph: the caller shows plain text
+
+
+def _contrast(fg, bg) -> float:
+    def luminance(color) -> float:
+        def channel(c: float) -> float:
+            c /= 255
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+        r, g, b = color
+        return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@run_async
+async def test_headers_phases_and_marks_are_readable_in_every_builtin_theme_and_without_colour():
+    """Contrast of at least 3:1 (bold text) for the grid's headers and the list's phase names against the
+    background, in every theme Textual ships; without colour, the serious marks reverse instead of greying."""
+    from gradstep.compare import Status
+    from gradstep.tui import marks
+    from gradstep.tui.widgets import TensorNavigator
+    from tests.test_tui_helpers import make_app, settle
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        grid, navigator = app.main.query_one(TensorGrid), app.main.query_one(TensorNavigator)
+        poor = []
+        for name in sorted(app.available_themes):
+            if name.startswith("ansi-"):
+                continue  # the terminal's own colours: not ours to judge
+            app.theme = name
+            await pilot.pause()
+            background = grid.background_colors[1].rgb
+            checks = {"header": grid.get_component_rich_style("tensor-grid--header").color,
+                      "phase": navigator.get_component_rich_style("tensor-navigator--phase").color}
+            for what, color in checks.items():
+                ratio = _contrast(color.get_truecolor(), background)
+                if ratio < 3:
+                    poor.append(f"{name}: {what} {ratio:.2f}")
+        assert not poor, poor
+    assert marks.style(Status.DIVERGED, no_color=True) == marks.bad_style(no_color=True) == "bold reverse"
+    assert "reverse" in marks.divergence_style(True, no_color=True)

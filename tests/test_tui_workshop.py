@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from textual.widgets import Digits
 
 from gradstep.tui.bindings import SHOW_BINDINGS
 from gradstep.tui.screens import HelpScreen
@@ -24,7 +23,7 @@ from gradstep.tui.widgets import (
     TensorNavigator,
 )
 from tests.test_tui import find
-from tests.test_tui_helpers import FAULTS, make_app, press, recorded_notes, run_async, settle, shown
+from tests.test_tui_helpers import FAULTS, lines, make_app, press, recorded_notes, run_async, settle, shown
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -52,19 +51,27 @@ async def test_present_key_shows_the_step_big_and_the_key_numbers_then_gives_the
         await press(pilot, "P")
         assert screen.has_class("-present")
         assert widget(app, PresentHeading).region.height > 5
-        assert app.main.query_one(Digits).value == "0"  # the step, in big digits
+        assert app.main.query_one(PresentHeading).step_text == "0"  # the step, in big digits
         facts = heading(app)
         for part in ("step 0 (epoch 0, batch 0)", "after w  (1, 1)", "✗ diverged", "worst element [0, 0]",
-                     "NumPy  0.18", "torch  0.059999999999999984", "abs 0.12000000000000001",
                      "✗ first divergence: step 0, grad w"):
             assert part in facts
+        # The two values and their difference are block letters, 5 rows each, the digits that part marked.
+        values = app.main.query_one("#present-values")
+        view = app.main.query_one(PresentHeading).view
+        assert (view.numpy, view.torch, view.abs) == ("0.18", "0.059999999999999984", "0.12000000000000001")
+        drawn = lines(values)
+        assert values.region.height >= 12 and sum("█" in line for line in drawn) >= 10
+        assert any(line.lstrip().startswith("NumPy") for line in drawn)
+        assert any(line.lstrip().startswith("torch") for line in drawn)
+        assert "rel 0.6666666666666667" in "\n".join(drawn)
         finding = shown(app.main.query_one("#present-finding"))
         assert "●●●" in finding and "2×" in finding and "numpy.backward" in finding
         for hidden in (TensorNavigator, LossPlot, StatusBar, ElementDetail):
             assert widget(app, hidden).region.height == 0 or widget(app, hidden).region.width == 0
         assert widget(app, TensorGrid).region.height > 10 and widget(app, TensorGrid).spacious
         await press(pilot, "n")
-        assert app.main.query_one(Digits).value == "1" and "step 1 (epoch 0, batch 1)" in heading(app)
+        assert app.main.query_one(PresentHeading).step_text == "1" and "step 1 (epoch 0, batch 1)" in heading(app)
         await press(pilot, "P")  # back: the same step and tensor, the normal layout
         assert not screen.has_class("-present") and widget(app, PresentHeading).region.height == 0
         assert widget(app, TensorNavigator).region.width > 0 and widget(app, LossPlot).region.height > 0
@@ -80,7 +87,7 @@ async def test_presenting_at_80x24_keeps_the_panes_and_the_start_shows_a_dash():
         await settle(pilot)
         screen = app.main
         assert screen.has_class("-present") and screen.has_class("-compact")
-        assert app.main.query_one(Digits).value == "-" and "start (initial weights)" in heading(app)
+        assert app.main.query_one(PresentHeading).step_text == "-" and "start (initial weights)" in heading(app)
         assert not widget(app, TensorGrid).spacious  # at 80 columns every column counts
         await press(pilot, "n")
         await find(pilot, "after w")

@@ -135,6 +135,9 @@ class MainScreen(Screen):
         if self.frame is not None:
             self.query_one(TensorNavigator).show_entries(
                 [entry_view(e) for e in self.frame.entries], self.selected, self.app.current_theme.dark)
+            status = self.query_one(StatusBar)
+            status._shown = None  # its colours changed, not its words
+            status.show_status(status_view(self.frame, self.hex_bits), self.compact)
             self._show_present()
 
     def _show_present(self) -> None:

@@ -69,10 +69,10 @@ def fitted(bindings: list[tuple[str, str, str, bool]], width: int) -> Text:
     for i, (_, key, description, enabled) in enumerate(chosen):
         if i:
             text.append(_GAP)
-        text.append(key, style="bold reverse" if enabled else "dim")
-        text.append(f" {description}", style="" if enabled else "dim")
+        text.append(f" {key} ", style="bold reverse" if enabled else "dim reverse")
+        text.append(description, style="" if enabled else "dim")
     return text
 
 
 def _entry_width(entry: tuple[str, str, str, bool]) -> int:
-    return len(entry[1]) + 1 + len(entry[2])
+    return len(entry[1]) + 2 + len(entry[2])

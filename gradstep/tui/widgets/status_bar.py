@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from gradstep.tui.marks import divergence_style
 from gradstep.tui.presenter import StatusView
 
 
@@ -26,7 +27,8 @@ class StatusBar(Static):
         text.append("\n")
         text.append(view.losses)
         text.append("\n" if compact else " · ")
-        text.append(view.divergence, style="bold red" if view.diverged else "green")
+        theme = self.app.current_theme
+        text.append(view.divergence, style=divergence_style(view.diverged, theme.dark, self.app.no_color))
         if compact:
             text.append(f" · {view.where}")
             if view.patches:
