@@ -85,7 +85,7 @@ async def test_a_big_tensor_opens_scrolled_to_its_cursor_and_the_list_to_its_ent
     """2048 x 2048, one step: the cursor (the worst element, deep in the tensor) is on screen and drawn
     reversed, whatever the size; the tensor list, shown at 80x24, has the selected entry in view."""
     from gradstep.tui.widgets import TensorNavigator
-    from tests.test_tui_helpers import make_app, press, settle
+    from tests.test_tui_helpers import make_app, press, settle, shown
 
     app = make_app(LINEAR2048, "fixed")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -104,6 +104,17 @@ async def test_a_big_tensor_opens_scrolled_to_its_cursor_and_the_list_to_its_ent
             assert grid.col_offset <= col < grid.col_offset + geometry.visible
             drawn = lines(grid)[grid.header_lines + row - top]
             assert drawn.split()[0] == str(row)
+        # "worst" says what it means, and W switches it to the list's Δ (largest |Δ|) and back.
+        title = shown(app.main.query_one("#tensor-title"))
+        assert "worst: most beyond tolerance" in title
+        await press(pilot, "W")
+        entry = app.frame.entry("after w")
+        a, b = entry.numpy.astype(np.float64), entry.torch.astype(np.float64)
+        largest = np.unravel_index(int(np.argmax(np.abs(a - b))), a.shape)
+        assert grid.cursor == tuple(int(i) for i in largest)
+        assert "worst: largest |Δ|" in shown(app.main.query_one("#tensor-title"))
+        await press(pilot, "W")
+        assert grid.cursor == (row, col)
         await pilot.resize_terminal(80, 24)
         await press(pilot, "end", "t")  # the list, at the bottom of which after w sits
         navigator = app.main.query_one(TensorNavigator)

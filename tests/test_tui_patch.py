@@ -311,3 +311,27 @@ def test_patches_from_the_file_seed_the_history(tmp_path):
     app = create_app(cli.build_engine("neuron", "as-posted", "cpu", None, None, None, False, str(path)))
     assert app.debugger.patches.history.applied == [Patch("numpy.backward", fix)]
     assert app.debugger.patches.base is not app.debugger.engine.scenario  # the original, unpatched
+
+
+@run_async
+async def test_enter_keeps_the_indentation_and_f_opens_what_the_first_finding_blames(state_home):
+    """After a finding blames numpy.backward, f opens it even when torch.loss was edited last; Enter in the
+    code keeps the line's indentation (one level more after a colon)."""
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "n")
+        assert app.diagnosis.findings[0].function == "numpy.backward"
+        app.debugger.patches.last_target = "torch.loss"
+        await press(pilot, "f")
+        editor = app.screen
+        assert isinstance(editor, PatchEditor) and editor.target == "numpy.backward"
+        area = editor.query_one(TextArea)
+        first = area.text.splitlines()[0]
+        assert first.startswith("def ") and first.rstrip().endswith(":")
+        area.move_cursor((0, len(first)))
+        await press(pilot, "enter")
+        assert area.text.splitlines()[1] == "    " and area.cursor_location == (1, 4)
+        await pilot.press(*"x = 1")
+        await press(pilot, "enter")
+        assert area.text.splitlines()[2] == "    " and area.cursor_location == (2, 4)

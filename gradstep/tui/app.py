@@ -304,14 +304,14 @@ class GradstepApp(App[None]):
         if self.running or self._refused_read_only("patching"):
             return
         session = self.debugger.patches
-        target = session.last_target or self._suggested_target() or "numpy.backward"
+        target = self._suggested_target() or session.last_target or "numpy.backward"
         scenario = f"{session.base.name} ({session.base.variant})"
         self.push_screen(PatchEditor(session, target, scenario))
 
     def _suggested_target(self) -> str | None:
-        """The formula the diagnosis blames first, if it is one that can be patched."""
+        """The formula the first finding blames, if it can be patched: it wins over the formula edited last."""
         findings = self.diagnosis.findings if self.diagnosis is not None else ()
-        return next((f.function for f in findings if f.function in TARGETS), None)
+        return findings[0].function if findings and findings[0].function in TARGETS else None
 
     def apply_patch(self, target: str, text: str) -> bool:
         """Validate and replay with ``text`` as ``target``; False when it waits for the job in flight."""

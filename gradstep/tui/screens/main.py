@@ -46,6 +46,7 @@ from gradstep.tui.widgets import (
 )
 
 COMPACT_WIDTH, COMPACT_HEIGHT = 120, 34
+WORST_MEANS = {"tolerance": "most beyond tolerance", "abs": "largest |Δ|"}
 
 
 class MainScreen(Screen):
@@ -59,6 +60,7 @@ class MainScreen(Screen):
         self.hex_bits = hex_bits
         self.mode = DiffMode.ABS
         self.model: GridModel | None = None
+        self.worst_by = "tolerance"  # W switches: "tolerance" (most beyond it) or "abs" (largest |Δ|)
         self.pane = "grid"  # in the compact layout: which of grid / tensors / plot / diagnosis fills the body
         self._detail_shown: tuple | None = None
 
@@ -171,7 +173,8 @@ class MainScreen(Screen):
             return
         keep = keep_cursor and old is not None and old.key == key and old.shape == entry.shape
         self.model = GridModel(entry.key, entry.numpy, entry.torch, entry.tolerance, entry.worst_index,
-                               hex_bits=self.hex_bits, mode=self.mode, keep_slice=old.slice_index if keep else None)
+                               hex_bits=self.hex_bits, mode=self.mode, keep_slice=old.slice_index if keep else None,
+                               worst_by=self.worst_by)
         grid.show_model(self.model, cursor=grid.cursor if keep else None)
         self._show_detail()
         self._title(entry)
@@ -180,8 +183,12 @@ class MainScreen(Screen):
 
     def _title(self, entry: TensorEntry) -> None:
         label = self.model.slice_label() if self.model else ""
+        title = tensor_title(entry, label)
+        if self.model and self.model.comparable:  # what "worst" means, beside the name: a narrow title cuts the end
+            head, _, rest = title.partition(" · ")
+            title = f"{head} · worst: {WORST_MEANS[self.worst_by]}" + (f" · {rest}" if rest else "")
         # Text, not markup: a tensor name (from a session file someone sent, too) is never parsed as markup.
-        self.query_one("#tensor-title", Static).update(Text(tensor_title(entry, label)), layout=False)
+        self.query_one("#tensor-title", Static).update(Text(title), layout=False)
 
     @on(TensorGrid.CursorMoved)
     def _cursor_moved(self, event: TensorGrid.CursorMoved) -> None:
@@ -262,6 +269,17 @@ class MainScreen(Screen):
         if self.frame is not None:
             self.query_one(StatusBar).show_status(status_view(self.frame, self.hex_bits), self.compact)
             self._show_present()
+
+    def action_worst_by(self) -> None:
+        """Switch what "worst" means (most beyond tolerance / largest |Δ|) and put the cursor on that element."""
+        self.worst_by = "abs" if self.worst_by == "tolerance" else "tolerance"
+        if self.model is not None:
+            self.model.worst_by = self.worst_by
+            self.query_one(TensorGrid).action_worst()
+            entry = self.frame.entry(self.selected) if self.frame and self.selected else None
+            if entry is not None:
+                self._title(entry)
+        self.notify(f"worst element: {WORST_MEANS[self.worst_by]}", timeout=3)
 
     def action_diff_mode(self) -> None:
         self.mode = self.mode.next()

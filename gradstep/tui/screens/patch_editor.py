@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
@@ -32,6 +32,23 @@ if TYPE_CHECKING:
     from gradstep.tui.app import GradstepApp
 
 COMPACT_WIDTH = 100
+
+
+class PatchText(TextArea):
+    """The code: Enter keeps the line's indentation, one level more after a ``:``."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter" and not self.read_only:
+            event.stop()
+            event.prevent_default()
+            row, column = self.selection.start
+            before = self.document.get_line(row)[:column]
+            indent = before[:len(before) - len(before.lstrip())]
+            if before.rstrip().endswith(":"):
+                indent += " " * self.indent_width
+            self.replace("\n" + indent, *self.selection)
+            return
+        await super()._on_key(event)
 
 
 class PatchEditor(Screen[None]):
@@ -53,7 +70,7 @@ class PatchEditor(Screen[None]):
         with Horizontal(id="editor-body"):
             yield OptionList(*self._options(), id="patch-targets")
             with Vertical(id="editor-main"):
-                yield TextArea.code_editor(self.session.source(self.target), language="python", id="patch-text")
+                yield PatchText.code_editor(self.session.source(self.target), language="python", id="patch-text")
                 yield Static(id="patch-message")
         yield RunBar(id="editor-runbar")
         yield Footer(show_command_palette=False)
