@@ -150,7 +150,7 @@ async def test_fizzbuzz_thread_fixes_one_at_a_time_move_the_first_divergence_lat
         assert divergence(app) is None and app.debugger.engine.next_step == 21
         text = status(app)
         assert "first divergence: step 1 grad b1 → none" in text
-        assert "patches: torch.loss, numpy.backward, torch.update" in text
+        assert "cpu float32 · patches: torch.loss, numpy.backward" in text  # the device stays; a long list is cut …
 
 
 # ---- bad patches change nothing ----------------------------------------------------------
@@ -314,9 +314,8 @@ def test_patches_from_the_file_seed_the_history(tmp_path):
 
 
 @run_async
-async def test_enter_keeps_the_indentation_and_f_opens_what_the_first_finding_blames(state_home):
-    """After a finding blames numpy.backward, f opens it even when torch.loss was edited last; Enter in the
-    code keeps the line's indentation (one level more after a colon)."""
+async def test_f_opens_what_the_first_finding_blames(state_home):
+    """After a finding blames numpy.backward, f opens it even when torch.loss was edited last."""
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -329,9 +328,4 @@ async def test_enter_keeps_the_indentation_and_f_opens_what_the_first_finding_bl
         area = editor.query_one(TextArea)
         first = area.text.splitlines()[0]
         assert first.startswith("def ") and first.rstrip().endswith(":")
-        area.move_cursor((0, len(first)))
-        await press(pilot, "enter")
-        assert area.text.splitlines()[1] == "    " and area.cursor_location == (1, 4)
-        await pilot.press(*"x = 1")
-        await press(pilot, "enter")
-        assert area.text.splitlines()[2] == "    " and area.cursor_location == (2, 4)
+

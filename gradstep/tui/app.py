@@ -304,7 +304,9 @@ class GradstepApp(App[None]):
         if self.running or self._refused_read_only("patching"):
             return
         session = self.debugger.patches
-        target = self._suggested_target() or session.last_target or "numpy.backward"
+        # A draft left unapplied reopens where it was left; else the formula the first finding blames.
+        draft = session.last_target if session.last_target in session.drafts else None
+        target = draft or self._suggested_target() or session.last_target or "numpy.backward"
         scenario = f"{session.base.name} ({session.base.variant})"
         self.push_screen(PatchEditor(session, target, scenario))
 

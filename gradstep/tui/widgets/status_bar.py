@@ -29,10 +29,10 @@ class StatusBar(Static):
         text.append("\n" if compact else " · ")
         theme = self.app.current_theme
         text.append(view.divergence, style=divergence_style(view.diverged, theme.dark, self.app.no_color))
-        if compact:
-            text.append(f" · {view.where}")
+        if compact:  # a line of its own: the patches whole first, the device after
             if view.patches:
                 text.append(f" · {view.patches}", style="bold")
+            text.append(f" · {view.where}")
         if text != self._shown:
             self._shown = text
             self.update(text, layout=False)  # fixed height: repaint only
