@@ -73,6 +73,28 @@ def json_number(value: float | int | np.generic | None) -> float | int | bool | 
     return x
 
 
+CUT = "…"
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters; a number that must be cut says so with ``…``.
+
+    The digits go from the end of the mantissa, the exponent stays
+    (``6.6917…e-09``, never ``6.691775529261``, which reads as 6.69). Display
+    only: a cut number never round-trips, and its mark says so.
+    """
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return CUT[:width]
+    mantissa, e, exponent = text.partition("e") if not text.startswith("0x") else (text, "", "")
+    tail = e + exponent
+    keep = width - len(tail) - len(CUT)
+    if keep < 1:  # no room for the exponent and a digit: the start, marked
+        return text[:width - len(CUT)] + CUT
+    return mantissa[:keep] + CUT + tail
+
+
 def align_decimal(texts: list[str]) -> list[str]:
     """Pad strings so their decimal points line up when right-aligned in a column."""
     fractions = [_fraction_width(t) for t in texts]

@@ -292,10 +292,31 @@ def _final_table(engine: Engine, hex_bits: bool) -> _Fitting:
     if engine.next_step:  # before any step there is no loss: a NaN there would read as a NaN loss
         cells["loss (last step)"] = (fmt(numpy_loss, hex_bits=hex_bits), fmt(torch_loss, hex_bits=hex_bits),
                                      fmt(abs(numpy_loss - torch_loss)))
+    values = loss_values(engine)
+    for name in dict.fromkeys([*values["numpy"], *values["torch"]]):
+        if name != "loss":  # the other values the scenario reports beside its loss (a thread's printed number)
+            cells[f"{name} (last step)"] = _value_cells(values["numpy"].get(name), values["torch"].get(name),
+                                                        hex_bits)
     numpy_w, torch_w = final["numpy"]["weights"], final["torch"]["weights"]
     for name in dict.fromkeys([*numpy_w, *torch_w]):
         cells[name] = _weight_cells(numpy_w.get(name), torch_w.get(name), hex_bits)
     return _side_by_side("End of the run (free-running)", "tensor", cells)
+
+
+def loss_values(engine: Engine) -> dict[str, dict[str, np.generic]]:
+    """Every loss-phase value of the last step run (the loss and what the scenario reports beside it), per side."""
+    last = engine.trace.recent(engine.next_step - 1) if engine.next_step else None
+    if last is None:
+        return {"numpy": {}, "torch": {}}
+    return {side: {key: np.asarray(value).reshape(-1)[0]  # in its own dtype: a float32 shows 9 digits
+                   for key, value in getattr(last, side).items()
+                   if np.size(value) == 1 and engine.phase_of(key) == "loss"}
+            for side in ("numpy", "torch")}
+
+
+def _value_cells(a: np.generic | None, b: np.generic | None, hex_bits: bool) -> tuple[str, str, str]:
+    show = ["—" if x is None else fmt(x, hex_bits=hex_bits) for x in (a, b)]
+    return show[0], show[1], "" if a is None or b is None else fmt(abs(float(a) - float(b)))
 
 
 def _side_by_side(title: str, first: str, cells: dict[str, tuple[str, str, str]]) -> _Fitting:
@@ -356,6 +377,7 @@ def to_json(engine: Engine, result: RunResult, patches: list[str] | None = None)
     d = result.first_divergence
     drift = result.drift
     final = engine.final_state()
+    values = loss_values(engine)
     return {
         "scenario": s.name,
         "variant": s.variant,
@@ -392,7 +414,9 @@ def to_json(engine: Engine, result: RunResult, patches: list[str] | None = None)
             {"epoch": m.epoch, "step": m.step, "numpy": _nums(m.numpy), "torch": _nums(m.torch)}
             for m in engine.trace.metrics
         ],
-        "final": {side: {"loss": json_number(v["loss"]), "weights": {n: _nested(w) for n, w in v["weights"].items()}}
+        "final": {side: {"loss": json_number(v["loss"]),
+                         "loss_values": {k: json_number(x) for k, x in values[side].items()},
+                         "weights": {n: _nested(w) for n, w in v["weights"].items()}}
                   for side, v in final.items()},
         "error": None if result.error is None else error_text(result.error),
         "diagnosis": diagnosis_json(engine, result),

@@ -59,3 +59,24 @@ def test_the_end_of_the_run_keeps_every_weight_whole(neuron_run, width):
             assert fmt(weight.reshape(-1)[0]) in words
     stacked = "  abs difference  " in end
     assert stacked == (width < 90)  # the table needs 84 columns: below, one value a line
+
+
+def test_the_end_of_the_run_and_json_show_every_loss_phase_value():
+    """fizzbuzz reports `printed` (the thread's printed number) beside its loss: both are in the end table
+    and in ``--json``'s ``final``, each side in its own dtype, never just the loss."""
+    from gradstep.report import loss_values, to_json
+
+    engine = Engine(load_scenario("fizzbuzz", "as-posted"))
+    result = engine.run(steps=2)
+    values = loss_values(engine)
+    assert set(values["numpy"]) == set(values["torch"]) == {"loss", "printed"}
+    last = engine.record(1)
+    assert values["torch"]["printed"] == last.torch["printed"].reshape(-1)[0]
+    end = report_at(100, engine, result)
+    end = end[end.index("End of the run"):]
+    assert "printed (last step)" in end
+    for side in ("numpy", "torch"):
+        assert fmt(values[side]["printed"]) in end.split()
+    final = to_json(engine, result)["final"]
+    for side in ("numpy", "torch"):
+        assert final[side]["loss_values"] == {k: float(v) for k, v in values[side].items()}

@@ -172,9 +172,63 @@ async def test_e_runs_to_the_end_and_r_runs_n_steps():
         await press(pilot, "e")
         assert (app.frame.step, app.debugger.engine.next_step) == (199, 200)
         assert not app.running and not app.busy
-        assert "200/200 run" in shown(widget(app, StatusBar))
+        status = shown(widget(app, StatusBar))
+        assert "200/200 run" in status and "no divergence: all 200 steps within tolerance" in status
+        assert "so far" not in status
+        three = app.frame.with_(patches=("numpy.backward", "numpy.update", "torch.loss"))
+        app.main.show_frame(three, None)
+        await pilot.pause()
+        assert "cpu float64" in shown(widget(app, StatusBar))  # the device stays; the patches list is what is cut
         await press(pilot, "n")  # past the end: says so, nothing breaks
         assert app.frame.step == 199
+
+
+@run_async
+async def test_held_n_is_added_up_into_one_move_never_dropped():
+    """50 quick presses of n go 50 steps on (as one run), over steps already run as well; b likewise back."""
+    app = make_app(CHAOS, "fixed")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press(*["n"] * 50)
+        await settle(pilot)
+        assert app.frame.step == 49 and app.debugger.engine.next_step == 50
+        await pilot.press(*["b"] * 30)
+        await settle(pilot)
+        assert app.frame.step == 19
+        await pilot.press(*["n"] * 20)  # over steps already run
+        await settle(pilot)
+        assert app.frame.step == 39 and app.debugger.engine.next_step == 50
+
+
+@run_async
+async def test_a_slow_step_says_it_is_running_and_escape_drops_what_is_queued(monkeypatch):
+    """A step slower than 200 ms shows "stepping to step N…" with the key that stops; presses meanwhile are
+    counted there, and escape drops them: only the step in flight lands."""
+    from gradstep.tui.session import Debugger
+
+    forward = Debugger.forward
+
+    def slow_forward(self, view):
+        import time
+        time.sleep(1.5)
+        return forward(self, view)
+
+    monkeypatch.setattr(Debugger, "forward", slow_forward)
+    app = make_app(CHAOS, "fixed")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("n")
+        await pilot.pause(0.35)
+        bar = app.main.query_one("RunBar")
+        label = bar.query_one("#run-label")
+        text = str(label.render())
+        assert bar.has_class("-running") and "stepping to step 0…" in text and "escape" in text
+        await pilot.press("n", "n", "n")
+        await pilot.pause(0.05)
+        assert "(+3 steps queued)" in str(label.render())
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.frame.step == 0 and not bar.has_class("-running")
 
 
 @run_async
@@ -202,13 +256,36 @@ async def test_a_long_run_is_interruptible_and_the_ui_stays_responsive():
 
 
 @run_async
+async def test_the_tensor_opened_is_the_one_the_status_names():
+    """xor as-posted diverges in its initial weights: `c` from the start says "step 0, before W1" and opens
+    before W1 (not the after W1 a watched weight would become); on neuron a step that finds the first
+    divergence opens it, and the next step keeps the tensor watched."""
+    app = make_app("xor", "as-posted")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "c")
+        step, tensor = app.frame.first_divergence
+        assert (step, tensor) == (0, "before W1") and app.main.selected == tensor
+        assert f"first divergence: step 0, {tensor}" in shown(widget(app, StatusBar))
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "n")
+        assert app.frame.first_divergence == (0, "grad w") and app.main.selected == "grad w"
+        await find(pilot, "after w")
+        await press(pilot, "n")
+        assert app.frame.step == 1 and app.main.selected == "after w"
+
+
+@run_async
 async def test_next_and_previous_tensor_and_diverged_tensor():
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
         await press(pilot, "n")
         order = widget(app, TensorNavigator).keys_in_order
-        assert app.main.selected == "after w"  # watching w from the start: the first step shows its update
+        assert app.main.selected == "grad w"  # the first divergence, found by this step: the one the status names
+        await find(pilot, "after w")
         await press(pilot, "full_stop")
         assert app.main.selected == "after b" == order[-1]
         await press(pilot, "full_stop")

@@ -24,7 +24,7 @@ async def test_neuron_after_a_step_shows_the_ratio_finding_first_and_jumps_to_gr
         await settle(pilot)
         await press(pilot, "n")  # the first divergence is diagnosed at once, off the UI thread
         assert [f.rule for f in app.diagnosis.findings][:1] == ["ratio"]
-        assert app.main.selected == "after w"
+        assert app.main.selected == "grad w"  # the first divergence this step found
         await press(pilot, "a")  # compact: the pane fills the body, the findings have the focus
         pane = app.main.query_one(DiagnosisPane)
         assert pane.region.height > 15 and app.main.query_one(TensorGrid).region.height == 0

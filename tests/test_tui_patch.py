@@ -150,7 +150,7 @@ async def test_fizzbuzz_thread_fixes_one_at_a_time_move_the_first_divergence_lat
         assert divergence(app) is None and app.debugger.engine.next_step == 21
         text = status(app)
         assert "first divergence: step 1 grad b1 → none" in text
-        assert "patches: torch.loss, numpy.backward, torch.update" in text
+        assert "cpu float32 · patches: torch.loss, numpy.backward" in text  # the device stays; a long list is cut …
 
 
 # ---- bad patches change nothing ----------------------------------------------------------
@@ -311,3 +311,21 @@ def test_patches_from_the_file_seed_the_history(tmp_path):
     app = create_app(cli.build_engine("neuron", "as-posted", "cpu", None, None, None, False, str(path)))
     assert app.debugger.patches.history.applied == [Patch("numpy.backward", fix)]
     assert app.debugger.patches.base is not app.debugger.engine.scenario  # the original, unpatched
+
+
+@run_async
+async def test_f_opens_what_the_first_finding_blames(state_home):
+    """After a finding blames numpy.backward, f opens it even when torch.loss was edited last."""
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "n")
+        assert app.diagnosis.findings[0].function == "numpy.backward"
+        app.debugger.patches.last_target = "torch.loss"
+        await press(pilot, "f")
+        editor = app.screen
+        assert isinstance(editor, PatchEditor) and editor.target == "numpy.backward"
+        area = editor.query_one(TextArea)
+        first = area.text.splitlines()[0]
+        assert first.startswith("def ") and first.rstrip().endswith(":")
+

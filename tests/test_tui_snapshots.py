@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input, TextArea
 
-from tests.test_tui_helpers import BIG, make_app
+from tests.test_tui_helpers import make_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -42,28 +42,52 @@ def keys_then_settle(*keys: str):
     return run_before
 
 
-AFTER_W = ("n",)  # one step: watching w from the start, the view opens on after w
+AFTER_W = ("n", "slash", *"after w", "enter")  # one step (it opens grad w, the first divergence), then after w
+SIZES = [(80, 24), (120, 40), (200, 60)]
+LINEAR2048 = str(__import__("pathlib").Path(__file__).parent / "fixtures" / "linear2048.py")
 
 
-def test_main_screen_80x24_neuron_after_one_step(snap_compare):
-    """Compact layout: after w of step 0, NumPy 0.18 against torch 0.059999999999999984, marked ✗."""
-    assert snap_compare(make_app(), run_before=keys_then_settle(*AFTER_W), terminal_size=(80, 24))
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen_neuron_after_one_step(snap_compare, size):
+    """after w of step 0, NumPy 0.18 against torch 0.059999999999999984, marked ✗; the footer fits the width."""
+    assert snap_compare(make_app(), run_before=keys_then_settle(*AFTER_W), terminal_size=size)
 
 
-def test_main_screen_160x48_neuron_after_one_step(snap_compare):
-    """Standard layout: navigator by phase, grid, element detail, loss plot, footer."""
-    assert snap_compare(make_app(), run_before=keys_then_settle(*AFTER_W), terminal_size=(160, 48))
-
-
-def test_big_tensor_scrolled(snap_compare):
-    """A 2048 x 2048 weight, scrolled down three pages and right four columns."""
-    keys = ("pagedown", "pagedown", "pagedown", "l", "l", "l", "l")
-    assert snap_compare(make_app(BIG, "as-posted"), run_before=keys_then_settle(*keys), terminal_size=(120, 36))
-
-
-def test_help_screen(snap_compare):
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help_screen(snap_compare, size):
     """Every binding, its keys, what it does and its id; the status marks."""
-    assert snap_compare(make_app(), run_before=keys_then_settle("question_mark"), terminal_size=(120, 50))
+    assert snap_compare(make_app(), run_before=keys_then_settle("question_mark"), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_presentation_mode(snap_compare, size):
+    """P after one step: the two values and their difference in block letters where there is room, the
+    digits that part marked, the first finding centred; the tensor below."""
+    assert snap_compare(make_app(), run_before=keys_then_settle(*AFTER_W, "P"), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_big_tensor_at_its_worst_element(snap_compare, size):
+    """One 2048 x 2048 float32 layer, batch 8, one step: after w opens scrolled to its worst element."""
+    assert snap_compare(make_app(LINEAR2048, "fixed"), run_before=keys_then_settle("n"), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_no_color(snap_compare, size, monkeypatch):
+    """NO_COLOR=1: what is out of tolerance is reversed and marked, never dark grey on black."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(make_app(), run_before=keys_then_settle(*AFTER_W), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_light_theme(snap_compare, size):
+    """textual-light: headers and phase names in the theme's contrast-adjusted accent."""
+
+    async def run_before(pilot) -> None:
+        pilot.app.theme = "textual-light"
+        await keys_then_settle(*AFTER_W)(pilot)
+
+    assert snap_compare(make_app(), run_before=run_before, terminal_size=size)
 
 
 def test_patch_editor_with_an_error(snap_compare):
@@ -78,6 +102,3 @@ def test_patch_editor_with_an_error(snap_compare):
     assert snap_compare(make_app(), run_before=run_before, terminal_size=(120, 34))
 
 
-def test_presentation_mode_120x40(snap_compare):
-    """P after one step: the step in big digits, after w with both values and the finding; the tensor below."""
-    assert snap_compare(make_app(), run_before=keys_then_settle("n", "P"), terminal_size=(120, 40))

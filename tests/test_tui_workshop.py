@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from textual.widgets import Digits
 
 from gradstep.tui.bindings import SHOW_BINDINGS
 from gradstep.tui.screens import HelpScreen
@@ -23,7 +22,8 @@ from gradstep.tui.widgets import (
     TensorGrid,
     TensorNavigator,
 )
-from tests.test_tui_helpers import FAULTS, make_app, press, recorded_notes, run_async, settle, shown
+from tests.test_tui import find
+from tests.test_tui_helpers import FAULTS, lines, make_app, press, recorded_notes, run_async, settle, shown
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -45,24 +45,33 @@ async def test_present_key_shows_the_step_big_and_the_key_numbers_then_gives_the
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await press(pilot, "n")
+        await find(pilot, "after w")  # from grad w, the first divergence
         screen = app.main
         assert not screen.has_class("-present") and widget(app, TensorNavigator).region.width > 0
         await press(pilot, "P")
         assert screen.has_class("-present")
         assert widget(app, PresentHeading).region.height > 5
-        assert app.main.query_one(Digits).value == "0"  # the step, in big digits
+        assert app.main.query_one(PresentHeading).step_text == "0"  # the step, in big digits
         facts = heading(app)
         for part in ("step 0 (epoch 0, batch 0)", "after w  (1, 1)", "✗ diverged", "worst element [0, 0]",
-                     "NumPy  0.18", "torch  0.059999999999999984", "abs 0.12000000000000001",
                      "✗ first divergence: step 0, grad w"):
             assert part in facts
+        # The two values and their difference are block letters, 5 rows each, the digits that part marked.
+        values = app.main.query_one("#present-values")
+        view = app.main.query_one(PresentHeading).view
+        assert (view.numpy, view.torch, view.abs) == ("0.18", "0.059999999999999984", "0.12000000000000001")
+        drawn = lines(values)
+        assert values.region.height >= 12 and sum("█" in line for line in drawn) >= 10
+        assert any(line.lstrip().startswith("NumPy") for line in drawn)
+        assert any(line.lstrip().startswith("torch") for line in drawn)
+        assert "rel 0.6666666666666667" in "\n".join(drawn)
         finding = shown(app.main.query_one("#present-finding"))
         assert "●●●" in finding and "2×" in finding and "numpy.backward" in finding
         for hidden in (TensorNavigator, LossPlot, StatusBar, ElementDetail):
             assert widget(app, hidden).region.height == 0 or widget(app, hidden).region.width == 0
         assert widget(app, TensorGrid).region.height > 10 and widget(app, TensorGrid).spacious
         await press(pilot, "n")
-        assert app.main.query_one(Digits).value == "1" and "step 1 (epoch 0, batch 1)" in heading(app)
+        assert app.main.query_one(PresentHeading).step_text == "1" and "step 1 (epoch 0, batch 1)" in heading(app)
         await press(pilot, "P")  # back: the same step and tensor, the normal layout
         assert not screen.has_class("-present") and widget(app, PresentHeading).region.height == 0
         assert widget(app, TensorNavigator).region.width > 0 and widget(app, LossPlot).region.height > 0
@@ -78,9 +87,10 @@ async def test_presenting_at_80x24_keeps_the_panes_and_the_start_shows_a_dash():
         await settle(pilot)
         screen = app.main
         assert screen.has_class("-present") and screen.has_class("-compact")
-        assert app.main.query_one(Digits).value == "-" and "start (initial weights)" in heading(app)
+        assert app.main.query_one(PresentHeading).step_text == "-" and "start (initial weights)" in heading(app)
         assert not widget(app, TensorGrid).spacious  # at 80 columns every column counts
         await press(pilot, "n")
+        await find(pilot, "after w")
         assert "NumPy  0.18" in heading(app)
         grid = widget(app, TensorGrid)
         assert grid.region.height >= 8 and "✗ 0.059999999999999984" in shown(grid)
@@ -93,13 +103,37 @@ async def test_presenting_at_80x24_keeps_the_panes_and_the_start_shows_a_dash():
         assert widget(app, TensorNavigator).region.width > 0
 
 
+@pytest.mark.parametrize("width", [80, 100, 120, 200])
+@run_async
+async def test_the_footer_fits_the_width_with_whole_words_and_help_always(width):
+    """Never cut mid-word; `?` at every width; at 80x24 t, p and a (the only ways to the list, the plot and the
+    diagnosis in the compact layout) are there; at 120 the workshop keys P and S too."""
+    from gradstep.tui.bindings import DIAGNOSIS_BINDINGS, ENGINE_BINDINGS, PATCH_BINDINGS, VIEW_BINDINGS
+
+    app = make_app()
+    async with app.run_test(size=(width, 24 if width == 80 else 40)) as pilot:
+        await settle(pilot)
+        footer = shown(app.main.query_one("#footer"))
+        assert len(footer) <= width and footer.rstrip().endswith("? Help")
+        described = {b.description for b in (*ENGINE_BINDINGS, *PATCH_BINDINGS, *DIAGNOSIS_BINDINGS,
+                                             *SHOW_BINDINGS, *VIEW_BINDINGS)}
+        shown_pairs = footer.split("  ")
+        for pair in filter(None, (p.strip() for p in shown_pairs)):
+            _key, _, description = pair.partition(" ")
+            assert description in described, pair  # a whole description, never a cut one
+        for must in ("n Step", "t Tensors", "p Plot", "a Diagnose"):
+            assert must in footer
+        if width >= 120:
+            assert "P Present" in footer and "S Screenshot" in footer
+
+
 @run_async
 async def test_present_key_is_in_the_footer_and_help():
     app = make_app()
     async with app.run_test(size=(200, 40)) as pilot:
         await settle(pilot)
-        keys = {(key.key, key.description) for key in app.main.query("FooterKey")}  # what the footer shows
-        assert {("P", "Present"), ("S", "Screenshot")} <= keys
+        footer = shown(app.main.query_one("#footer"))  # what the footer shows
+        assert "P Present" in footer and "S Screenshot" in footer
         await press(pilot, "question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = shown(app.screen.query_one("#help-table"))
@@ -127,7 +161,9 @@ async def test_screenshot_key_writes_an_svg_and_says_where(monkeypatch, tmp_path
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        await press(pilot, "n", "P")
+        await press(pilot, "n")
+        await find(pilot, "after w")
+        await press(pilot, "P")
         notes = recorded_notes(app)
         await press(pilot, "S")
         await pilot.pause(0.1)
@@ -137,6 +173,32 @@ async def test_screenshot_key_writes_an_svg_and_says_where(monkeypatch, tmp_path
         assert svg.startswith("<svg") and "0.059999999999999984" in svg.replace("&#160;", " ")
         assert any(str(saved[0]) in note for note in notes)
         assert app.is_running
+
+
+@run_async
+async def test_two_screenshots_in_one_second_keep_both_and_show_no_toast(monkeypatch, tmp_path):
+    """Same second, same name: the second gets ``-2``; the first one's toast is not in the second picture,
+    and toasts are short and sit at the top, away from the diagnosis at the bottom."""
+    from gradstep.tui.app import NOTICE_S
+
+    monkeypatch.setenv("GRADSTEP_SCREENSHOT_DIR", str(tmp_path))
+    monkeypatch.setattr("gradstep.tui.screenshot.datetime", type("Frozen", (), {
+        "now": staticmethod(lambda: datetime(2026, 5, 1, 9, 30, 5))}))
+    app = make_app()
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await settle(pilot)
+        await press(pilot, "n", "S")
+        await pilot.pause(0.3)
+        toasts = list(app.screen.query("Toast"))
+        assert toasts and "saved to" in str(toasts[0].render())
+        diagnosis = app.main.query_one("#diagnosis").region
+        assert all(not toast.region.overlaps(diagnosis) for toast in toasts) and NOTICE_S <= 4
+        await press(pilot, "S")
+        await pilot.pause(0.1)
+        first, second = sorted(tmp_path.glob("*.svg"))
+        assert first.name == "gradstep-neuron-as-posted-step0-20260501-093005-2.svg"
+        assert second.name == "gradstep-neuron-as-posted-step0-20260501-093005.svg"
+        assert "saved&#160;to" not in first.read_text() and "saved to" not in first.read_text()
 
 
 @run_async

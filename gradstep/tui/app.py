@@ -20,7 +20,6 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,7 +55,8 @@ _ENGINE_ACTIONS = {"step", "step_back", "jump", "continue_run", "run_nonfinite",
                    "edit_patch", "undo_patch", "redo_patch", "reset_patches", "save_session"}
 _DEFAULT_KEYS = {b.id: b.key for b in (*ENGINE_BINDINGS, *PATCH_BINDINGS, *DIAGNOSIS_BINDINGS, *EDITOR_BINDINGS,
                                        *SHOW_BINDINGS, *VIEW_BINDINGS, *FindingList.BINDINGS)}
-_QUEUE = 8  # single steps pressed ahead of the worker, kept rather than dropped
+SLOW_JOB_S = 0.2  # a job still running after this long shows that it runs, and how to stop it
+NOTICE_S, ERROR_NOTICE_S = 3, 6  # toasts are short: they sit over the diagnosis and must not outlive a screenshot
 
 
 class GradstepApp(App[None]):
@@ -74,7 +74,9 @@ class GradstepApp(App[None]):
         self.last_error: str | None = None
         self.user_keymap = dict(keymap or {})
         self._cancel = threading.Event()
-        self._queued: deque[str] = deque()
+        self._slow_label = ""  # what the job in flight does, for the bar once it is slow
+        self._pending = 0  # steps pressed (forward +, back -) while a job ran: one move when it ends
+        self._job = 0  # counts jobs, so a slow-job timer knows whether its job is still the one in flight
         self._deferred: Callable[[], None] | None = None  # a patch move asked for while a short job ran
         self._main = MainScreen(hex_bits=hex_bits, present=present)
         self.diagnosis: Diagnosis | None = None
@@ -95,15 +97,31 @@ class GradstepApp(App[None]):
         return self._main
 
     # ---- the one engine worker -------------------------------------------
-    def _start(self, job: Callable[[], Frame | Message], long_run: str | None = None) -> None:
+    def _start(self, job: Callable[[], Frame | Message], long_run: str | None = None,
+               slow: str = "working") -> None:
+        """Run ``job`` on the engine worker; a long run shows its bar at once, any other job once it is slow."""
         self.busy = True
+        self._job += 1
+        self._cancel.clear()
         if long_run:
             self.running = True
-            self._cancel.clear()
             for bar in self._run_bars():
                 bar.start(long_run, self._key_for("interrupt", "escape"))
             self.refresh_bindings()
+        else:
+            job_number, self._slow_label = self._job, slow
+            self.set_timer(SLOW_JOB_S, lambda: self._slow_job(job_number))
         self._engine_job(job)
+
+    def _slow_job(self, job_number: int) -> None:
+        """A step (or diagnosis) still running after SLOW_JOB_S: say so, and that escape drops what is queued."""
+        if self.busy and not self.running and job_number == self._job:
+            for bar in self._run_bars():
+                bar.start(f"{self._slow_label}…{self._queued_text()}", self._key_for("interrupt", "escape"),
+                          stops="stops after it")
+
+    def _queued_text(self) -> str:
+        return f" ({self._pending:+d} step{'s' if abs(self._pending) != 1 else ''} queued)" if self._pending else ""
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
     def _engine_job(self, job: Callable[[], Frame | Message]) -> None:
@@ -138,20 +156,22 @@ class GradstepApp(App[None]):
             gc.freeze()
         if frame.error is not None:
             self.last_error = error_text(frame.error)
-            self._queued.clear()
+            self._pending = 0
         elif self.frame is not None and (frame.frontier > self.frame.frontier
                                          or frame.generation != self.frame.generation):
             self.last_error = None
         self.frame, self.view_step = frame, frame.step
         self.main.show_frame(frame, self.last_error)
         if frame.notice:
-            self.notify(frame.notice, timeout=4, markup=False)  # it quotes tensor names
+            self.notify(frame.notice, timeout=NOTICE_S, markup=False)  # it quotes tensor names
         self._diagnosis_for(frame)
 
     @on(RunProgress)
     def _run_progress(self, message: RunProgress) -> None:
         for bar in self._run_bars():
             bar.advance(message.done, message.total)
+        if self.editor is not None:
+            self.editor.show_progress(message.done, message.total)
 
     @on(Worker.StateChanged)
     def _worker_done(self, event: Worker.StateChanged) -> None:
@@ -159,18 +179,17 @@ class GradstepApp(App[None]):
                 WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             return
         if event.state == WorkerState.ERROR:
-            self._queued.clear()
+            self._pending = 0
             self.notify(f"{type(event.worker.error).__name__}: {event.worker.error}", title="gradstep error",
-                        severity="error", timeout=10)
+                        severity="error", timeout=ERROR_NOTICE_S)
         self.busy = False
-        if self.running:
-            self.running = False
-            for bar in self._run_bars():
-                bar.stop()
+        was_running, self.running = self.running, False
+        for bar in self._run_bars():
+            bar.stop()
+        if was_running:
             self.refresh_bindings()
-        if self._queued:
-            move = self._queued.popleft()
-            (self.action_step if move == "step" else self.action_step_back)()
+        if self._pending:
+            self._pending_move()
         elif self._deferred is not None:
             deferred, self._deferred = self._deferred, None
             deferred()
@@ -179,7 +198,7 @@ class GradstepApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "interrupt":
-            return self.running  # shown only while a run is in flight
+            return self.busy  # shown only while a job is in flight
         if action in _ENGINE_ACTIONS and self.running:
             return None  # shown, dimmed
         return True
@@ -192,20 +211,43 @@ class GradstepApp(App[None]):
         return key_display(self.user_keymap.get(binding_id) or _DEFAULT_KEYS.get(binding_id, "?"))
 
     # ---- moves -----------------------------------------------------------
-    def _queue_or_start(self, move: str, job: Callable[[], Frame]) -> None:
+    def _queue_or_start(self, by: int, job: Callable[[], Frame]) -> None:
+        """Start a single step now, or, while a job runs, count it: presses are added up, never dropped."""
         if self.busy:
-            if not self.running and len(self._queued) < _QUEUE:
-                self._queued.append(move)
+            if not self.running:
+                self._pending += by
+                for bar in self._run_bars():
+                    bar.relabel(f"{self._slow_label}…{self._queued_text()}")
             return
-        self._start(job)
+        self._start(job, slow=f"stepping to step {max(INITIAL, self.view_step + by)}")
 
     def action_step(self) -> None:
         view = self.view_step
-        self._queue_or_start("step", lambda: self.debugger.forward(view))
+        self._queue_or_start(1, lambda: self.debugger.forward(view))
 
     def action_step_back(self) -> None:
         view = self.view_step
-        self._queue_or_start("back", lambda: self.debugger.back(view))
+        self._queue_or_start(-1, lambda: self.debugger.back(view))
+
+    def _pending_move(self) -> None:
+        """The steps pressed while a job ran, as one move: ``n`` held 42 times goes 42 steps on."""
+        by, self._pending = self._pending, 0
+        if by == 1:
+            self.action_step()
+            return
+        if by == -1:
+            self.action_step_back()
+            return
+        view, last = self.view_step, self.debugger.engine.total_steps - 1
+        target = max(INITIAL, min(view + by, last))
+        if target != view + by:
+            edge = "the start" if by < 0 else f"the last step ({last})"
+            self.notify(f"{abs(view + by - target)} of {abs(by)} presses went past {edge}: stopped there",
+                        timeout=NOTICE_S)
+        if target == view:
+            return
+        self._long(f"stepping {by:+d} steps to step {target}",
+                   lambda p, c: self.debugger.goto(target, view, p, c))
 
     def action_continue_run(self) -> None:
         self._long("running to the first divergence", lambda p, c: self.debugger.run(None, "divergence",
@@ -249,22 +291,29 @@ class GradstepApp(App[None]):
         self._start(lambda: job(progress, cancelled), long_run=what)
 
     def action_interrupt(self) -> None:
-        if self.running:
+        """Stop a run at its next step; a single step or diagnosis in flight finishes, and what is queued goes."""
+        if self.busy:
             self._cancel.set()
+            self._pending = 0
+            if not self.running:
+                for bar in self._run_bars():
+                    bar.relabel("stopping: the step in flight lands, nothing queued runs after it")
 
     # ---- patches: the editor, apply, undo, redo, reset (each a replay) ----------------
     def action_edit_patch(self) -> None:
         if self.running or self._refused_read_only("patching"):
             return
         session = self.debugger.patches
-        target = session.last_target or self._suggested_target() or "numpy.backward"
+        # A draft left unapplied reopens where it was left; else the formula the first finding blames.
+        draft = session.last_target if session.last_target in session.drafts else None
+        target = draft or self._suggested_target() or session.last_target or "numpy.backward"
         scenario = f"{session.base.name} ({session.base.variant})"
         self.push_screen(PatchEditor(session, target, scenario))
 
     def _suggested_target(self) -> str | None:
-        """The formula the diagnosis blames first, if it is one that can be patched."""
+        """The formula the first finding blames, if it can be patched: it wins over the formula edited last."""
         findings = self.diagnosis.findings if self.diagnosis is not None else ()
-        return next((f.function for f in findings if f.function in TARGETS), None)
+        return findings[0].function if findings and findings[0].function in TARGETS else None
 
     def apply_patch(self, target: str, text: str) -> bool:
         """Validate and replay with ``text`` as ``target``; False when it waits for the job in flight."""
@@ -313,12 +362,12 @@ class GradstepApp(App[None]):
             editor.show_outcome(outcome)
         if outcome.changed:
             saved = f"\nsaved to {outcome.saved}" if outcome.saved else ""
-            self.notify(outcome.message + saved, title="patch", timeout=8)
+            self.notify(outcome.message + saved, title="patch", timeout=NOTICE_S)
             if outcome.save_error:
-                self.notify(outcome.save_error, severity="error", timeout=10)
+                self.notify(outcome.save_error, severity="error", timeout=ERROR_NOTICE_S)
         elif editor is None:
             self.notify(outcome.message, severity="information" if outcome.kind == "nothing" else "error",
-                        timeout=8)
+                        timeout=ERROR_NOTICE_S)
 
     # ---- diagnosis -----------------------------------------------------------------
     def _diagnosis_for(self, frame: Frame) -> None:
@@ -346,7 +395,8 @@ class GradstepApp(App[None]):
             return
         (step,) = self._diagnosis_wanted
         self._diagnosis_wanted = None
-        self._start(lambda: DiagnosisReady(self.debugger.diagnose(step)))
+        shown = "the first divergence" if step is None else f"step {step}"
+        self._start(lambda: DiagnosisReady(self.debugger.diagnose(step)), slow=f"diagnosing {shown}")
 
     @on(DiagnosisReady)
     def _diagnosis_ready(self, message: DiagnosisReady) -> None:
@@ -403,9 +453,9 @@ class GradstepApp(App[None]):
             saved = self.save_screenshot(target.name, str(target.parent))
         except OSError as error:
             self.notify(f"screenshot not saved: {error.strerror or error} ({target.parent})", title="screenshot",
-                        severity="error", timeout=10, markup=False)  # a path may hold [brackets]
+                        severity="error", timeout=ERROR_NOTICE_S, markup=False)  # a path may hold [brackets]
             return
-        self.notify(f"saved to {saved}", title="screenshot", timeout=8, markup=False)
+        self.notify(f"saved to {saved}", title="screenshot", timeout=NOTICE_S, markup=False)
 
     # ---- sessions: save one to share; a saved one opens read-only -------------------
     @property
@@ -419,7 +469,7 @@ class GradstepApp(App[None]):
         if self.recorded_from is None:
             return False
         self.notify(f"{what} is unavailable: read-only recorded session {self.recorded_from} "
-                    "(a saved session's code is never run)", severity="warning", timeout=6, markup=False)
+                    "(a saved session's code is never run)", severity="warning", timeout=ERROR_NOTICE_S, markup=False)
         return True
 
     def action_save_session(self) -> None:
@@ -440,11 +490,12 @@ class GradstepApp(App[None]):
     @on(SessionSaved)
     def _session_saved(self, message: SessionSaved) -> None:
         if message.error is not None:
-            self.notify(message.error, title="session not saved", severity="error", timeout=10, markup=False)
+            self.notify(message.error, title="session not saved", severity="error", timeout=ERROR_NOTICE_S,
+                        markup=False)
             return
         left_out = f"\n{len(message.notes)} value(s) left out (not saveable without pickle)" if message.notes else ""
         self.notify(f"saved to {message.path}\nopen it with: gradstep open {message.path}{left_out}",
-                    title="session", timeout=10, markup=False)
+                    title="session", timeout=ERROR_NOTICE_S, markup=False)
 
     async def action_quit(self) -> None:
         self._cancel.set()  # a run in flight stops at its next step

@@ -44,6 +44,9 @@ VIEW_BINDINGS = [
             id="next_slice"),
     Binding("left_square_bracket", "slice(-1)", "Slice-", tooltip="Previous 2-d slice of a rank > 2 tensor",
             id="previous_slice", show=False),
+    Binding("W", "worst_by", "Worst by", show=False,
+            tooltip="What w and the cursor's start call worst: most beyond tolerance, or largest |Δ| (the list's Δ)",
+            id="worst_by"),
     Binding("t", "pane('tensors')", "Tensors", tooltip="Show (compact) or focus the tensor list", id="show_tensors"),
     Binding("p", "pane('plot')", "Plot", tooltip="Show or hide the loss plot", id="show_plot"),
 ]

@@ -125,6 +125,7 @@ class GridModel:
     diff_layout: PaneLayout = field(default_factory=PaneLayout)
     generation: int = 0
     keep_slice: int | None = None  # the slice to show (rank > 2); default: the worst element's
+    worst_by: str = "tolerance"  # "tolerance": most beyond its tolerance (the status's worst); "abs": largest |Δ|
 
     def __post_init__(self) -> None:
         a, b = self.numpy, self.torch
@@ -199,8 +200,20 @@ class GridModel:
         lead = tuple(int(i) for i in np.unravel_index(self.slice_index, self.lead_shape)) if self.lead_shape else ()
         return (*lead, row, col)
 
+    def largest_abs_index(self) -> tuple[int, ...] | None:
+        """The element with the largest absolute difference (what the tensor list's Δ is), NaN against a
+        number counted as the largest; None when the sides do not pair up."""
+        if not self.comparable or not self.shape:
+            return None if not self.comparable else ()
+        a, b = np.asarray(self.numpy), np.asarray(self.torch)
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        diff[np.isnan(diff) & ~(np.isnan(a) & np.isnan(b))] = np.inf
+        diff[np.isnan(diff)] = 0.0
+        return tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), a.shape))
+
     def worst_cell(self) -> tuple[int, int]:
-        w = self.worst_index
+        w = self.largest_abs_index() if self.worst_by == "abs" else self.worst_index
         if not w:
             return 0, 0
         if len(w) == 1:

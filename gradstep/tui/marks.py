@@ -24,7 +24,21 @@ _LIGHT = {
 }
 
 
-def style(status: Status, dark: bool = True) -> str:
+# Without colour (NO_COLOR), Textual turns every colour grey: a red ✗ becomes dark grey on near black. The
+# serious statuses are reversed instead, the others bold or plain: the symbol says which.
+_NO_COLOR = {
+    Status.OK: "",
+    Status.DRIFT: "bold",
+    Status.ONE_SIDE: "",
+    Status.SHAPE: "bold",
+    Status.NONFINITE: "bold reverse",
+    Status.DIVERGED: "bold reverse",
+}
+
+
+def style(status: Status, dark: bool = True, no_color: bool = False) -> str:
+    if no_color:
+        return _NO_COLOR.get(status, "bold")
     return MARKS[status][1] if dark else _LIGHT[status]
 
 
@@ -36,14 +50,25 @@ def label(status: Status) -> str:
     return LABELS[status]
 
 
-def badge(status: Status, dark: bool = True) -> Text:
+def badge(status: Status, dark: bool = True, no_color: bool = False) -> Text:
     """``✗ diverged`` in its style."""
-    return Text(f"{mark(status)} {label(status)}", style=style(status, dark))
+    return Text(f"{mark(status)} {label(status)}", style=style(status, dark, no_color))
 
 
-def bad_style(dark: bool = True) -> str:
-    """Out-of-tolerance elements in the grid: bold and red, and marked with a symbol by the caller."""
+def bad_style(dark: bool = True, no_color: bool = False) -> str:
+    """Out-of-tolerance values: bold and red (reversed without colour), and marked with a symbol by the caller."""
+    if no_color:
+        return "bold reverse"
     return "bold red" if dark else "bold red3"
+
+
+def divergence_style(diverged: bool, dark: bool = True, no_color: bool = False) -> str:
+    """The status line's "first divergence": red when there is one, green when there is none."""
+    if no_color:
+        return "bold reverse" if diverged else "bold"
+    if diverged:
+        return bad_style(dark)
+    return "green" if dark else "green4"
 
 
 BAD_MARK = "✗"

@@ -32,6 +32,8 @@ class PresentView:
     divergence: str
     diverged: bool
     finding: str  # "step 0: ●●● <the cause's first sentence> (numpy.backward)", "" when there is none
+    abs: str = ""  # the worst element's absolute difference, "" when there is none
+    rel: str = ""
 
 
 def present_view(frame: Frame, entry: TensorEntry | None, diagnosis: Diagnosis | None,
@@ -42,22 +44,24 @@ def present_view(frame: Frame, entry: TensorEntry | None, diagnosis: Diagnosis |
     if entry is None:
         return PresentView(digits, context, "", None, "", "—", "—", "", status.divergence, status.diverged,
                            _finding(diagnosis))
-    worst, numpy_text, torch_text, difference = _worst(entry, hex_bits)
+    worst, numpy_text, torch_text, abs_text, rel_text = _worst(entry, hex_bits)
+    difference = f"abs {abs_text}  rel {rel_text}" if abs_text else entry_view(entry).note
     return PresentView(digits, context, f"{entry.key}  {_shape(entry.shape)}", entry.status, worst, numpy_text,
-                       torch_text, difference, status.divergence, status.diverged, _finding(diagnosis))
+                       torch_text, difference, status.divergence, status.diverged, _finding(diagnosis),
+                       abs_text, rel_text)
 
 
-def _worst(entry: TensorEntry, hex_bits: bool) -> tuple[str, str, str, str]:
-    """Where the worst element is, its two values and their difference (or why they cannot be compared)."""
-    note = entry_view(entry).note
-    if note:  # one side only, or shapes that differ: no element pairs up
-        return "", _whole(entry.numpy), _whole(entry.torch), note
+def _worst(entry: TensorEntry, hex_bits: bool) -> tuple[str, str, str, str, str]:
+    """Where the worst element is, its two values and their absolute and relative difference ("" when the
+    elements do not pair up: one side only, or shapes that differ)."""
+    if entry_view(entry).note:
+        return "", _whole(entry.numpy), _whole(entry.torch), "", ""
     index = entry.worst_index if entry.worst_index is not None else (0,) * np.ndim(entry.numpy)
     a, b = np.asarray(entry.numpy)[index], np.asarray(entry.torch)[index]
     d = element_diffs(np.asarray([a]), np.asarray([b]), entry.tolerance)
     where = f"[{', '.join(map(str, index))}]" if index else ""
-    difference = f"abs {shortest(float(d.abs[0]))}  rel {shortest(float(d.rel[0]))}"
-    return where, fmt(a, hex_bits=hex_bits), fmt(b, hex_bits=hex_bits), difference
+    return (where, fmt(a, hex_bits=hex_bits), fmt(b, hex_bits=hex_bits), shortest(float(d.abs[0])),
+            shortest(float(d.rel[0])))
 
 
 def _whole(value: np.ndarray | None) -> str:

@@ -66,8 +66,12 @@ def status_view(frame: Frame, hex_bits: bool = False) -> StatusView:
     mark = "✗ " if frame.first_divergence is not None else ""
     if frame.replayed:  # after a patch move: how the first divergence moved
         divergence = mark + change_text(frame.divergence_before, frame.first_divergence)
+    elif frame.first_divergence is None and frame.frontier >= frame.total:
+        divergence = f"no divergence: all {frame.total} steps within tolerance"
+    elif frame.first_divergence is None and frame.frontier == 0:
+        divergence = "first divergence: none yet (no step run)"
     elif frame.first_divergence is None:
-        divergence = "first divergence: none so far"
+        divergence = f"first divergence: none in the {frame.frontier} steps run so far"
     else:
         step, tensor = frame.first_divergence
         divergence = f"✗ first divergence: step {step}, {tensor}"

@@ -1,4 +1,4 @@
-"""Where the screenshot key saves: ``gradstep-SCENARIO-VARIANT-stepN-TIMESTAMP.svg``.
+"""Where the screenshot key saves: ``gradstep-SCENARIO-VARIANT-stepN-TIMESTAMP.svg`` (``-2`` ... when taken).
 
 In ``$GRADSTEP_SCREENSHOT_DIR`` when set, else the current directory. The
 name says what is on it, so a folder of workshop screenshots sorts by scenario
@@ -21,7 +21,12 @@ def screenshot_path(scenario: str, variant: str, step: int, now: datetime | None
     where = "start" if step < 0 else f"step{step}"
     name = "-".join(_safe(part) for part in ("gradstep", scenario, variant, where, stamp))
     # Absolute: the message after saving must say where, whatever directory the app was started in.
-    return Path(os.environ.get(ENV_DIR) or ".").expanduser().resolve() / f"{name}.svg"
+    folder = Path(os.environ.get(ENV_DIR) or ".").expanduser().resolve()
+    target, n = folder / f"{name}.svg", 1
+    while target.exists():  # two screenshots within a second: the second gets -2, never overwrites
+        n += 1
+        target = folder / f"{name}-{n}.svg"
+    return target
 
 
 def _safe(part: str) -> str:

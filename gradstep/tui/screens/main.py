@@ -22,7 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from gradstep import keys
 from gradstep.tui.bindings import DIAGNOSIS_BINDINGS, ENGINE_BINDINGS, PATCH_BINDINGS, SHOW_BINDINGS, VIEW_BINDINGS
@@ -36,6 +36,7 @@ from gradstep.tui.widgets import (
     DiagnosisPane,
     ElementDetail,
     ErrorBanner,
+    KeyFooter,
     LossPlot,
     PresentHeading,
     RunBar,
@@ -45,6 +46,7 @@ from gradstep.tui.widgets import (
 )
 
 COMPACT_WIDTH, COMPACT_HEIGHT = 120, 34
+WORST_MEANS = {"tolerance": "most beyond tolerance", "abs": "largest |Δ|"}
 
 
 class MainScreen(Screen):
@@ -58,6 +60,7 @@ class MainScreen(Screen):
         self.hex_bits = hex_bits
         self.mode = DiffMode.ABS
         self.model: GridModel | None = None
+        self.worst_by = "tolerance"  # W switches: "tolerance" (most beyond it) or "abs" (largest |Δ|)
         self.pane = "grid"  # in the compact layout: which of grid / tensors / plot / diagnosis fills the body
         self._detail_shown: tuple | None = None
 
@@ -76,7 +79,7 @@ class MainScreen(Screen):
                     yield LossPlot(id="plot")
                     yield DiagnosisPane(id="diagnosis")
         yield RunBar(id="runbar")
-        yield Footer(show_command_palette=False)
+        yield KeyFooter(id="footer")
 
     def on_mount(self) -> None:
         self.query_one(TensorGrid).focus()
@@ -92,7 +95,6 @@ class MainScreen(Screen):
         changed = compact != self.compact
         self.set_class(compact, "-compact")
         if self.is_mounted:
-            self.query_one(Footer).compact = compact
             self._space_grid()
             if changed and self.frame is not None:
                 self.query_one(StatusBar).show_status(status_view(self.frame, self.hex_bits), compact)
@@ -119,9 +121,7 @@ class MainScreen(Screen):
         self.query_one(StatusBar).show_status(status_view(frame, self.hex_bits), self.compact)
         self.query_one(ErrorBanner).show_error(error)
         names = [e.key for e in frame.entries]
-        key = frame.focus_key if frame.focus_key in names else self.selected
-        if key == self.selected:
-            key = _watched(previous, frame, key, names)
+        key = _opened(previous, frame, self.selected, names)
         if key not in names:
             key = names[0] if names else None
         navigator = self.query_one(TensorNavigator)
@@ -137,6 +137,9 @@ class MainScreen(Screen):
         if self.frame is not None:
             self.query_one(TensorNavigator).show_entries(
                 [entry_view(e) for e in self.frame.entries], self.selected, self.app.current_theme.dark)
+            status = self.query_one(StatusBar)
+            status._shown = None  # its colours changed, not its words
+            status.show_status(status_view(self.frame, self.hex_bits), self.compact)
             self._show_present()
 
     def _show_present(self) -> None:
@@ -170,7 +173,8 @@ class MainScreen(Screen):
             return
         keep = keep_cursor and old is not None and old.key == key and old.shape == entry.shape
         self.model = GridModel(entry.key, entry.numpy, entry.torch, entry.tolerance, entry.worst_index,
-                               hex_bits=self.hex_bits, mode=self.mode, keep_slice=old.slice_index if keep else None)
+                               hex_bits=self.hex_bits, mode=self.mode, keep_slice=old.slice_index if keep else None,
+                               worst_by=self.worst_by)
         grid.show_model(self.model, cursor=grid.cursor if keep else None)
         self._show_detail()
         self._title(entry)
@@ -179,8 +183,12 @@ class MainScreen(Screen):
 
     def _title(self, entry: TensorEntry) -> None:
         label = self.model.slice_label() if self.model else ""
+        title = tensor_title(entry, label)
+        if self.model and self.model.comparable:  # what "worst" means, beside the name: a narrow title cuts the end
+            head, _, rest = title.partition(" · ")
+            title = f"{head} · worst: {WORST_MEANS[self.worst_by]}" + (f" · {rest}" if rest else "")
         # Text, not markup: a tensor name (from a session file someone sent, too) is never parsed as markup.
-        self.query_one("#tensor-title", Static).update(Text(tensor_title(entry, label)), layout=False)
+        self.query_one("#tensor-title", Static).update(Text(title), layout=False)
 
     @on(TensorGrid.CursorMoved)
     def _cursor_moved(self, event: TensorGrid.CursorMoved) -> None:
@@ -261,6 +269,17 @@ class MainScreen(Screen):
         if self.frame is not None:
             self.query_one(StatusBar).show_status(status_view(self.frame, self.hex_bits), self.compact)
             self._show_present()
+
+    def action_worst_by(self) -> None:
+        """Switch what "worst" means (most beyond tolerance / largest |Δ|) and put the cursor on that element."""
+        self.worst_by = "abs" if self.worst_by == "tolerance" else "tolerance"
+        if self.model is not None:
+            self.model.worst_by = self.worst_by
+            self.query_one(TensorGrid).action_worst()
+            entry = self.frame.entry(self.selected) if self.frame and self.selected else None
+            if entry is not None:
+                self._title(entry)
+        self.notify(f"worst element: {WORST_MEANS[self.worst_by]}", timeout=3)
 
     def action_diff_mode(self) -> None:
         self.mode = self.mode.next()
@@ -367,6 +386,18 @@ class MainScreen(Screen):
         else:
             self.query_one(TensorGrid).focus()
         self.app.show_evidence(step, tensor)  # type: ignore[attr-defined]
+
+
+def _opened(previous: Frame | None, frame: Frame, selected: str | None, names: list[str]) -> str | None:
+    """The tensor to open: the one a run stopped at, else a first divergence this step just found, else the
+    one watched. So the tensor the status line names is the one on screen."""
+    if frame.focus_key in names:
+        return frame.focus_key
+    divergence = frame.first_divergence
+    new = previous is None or previous.first_divergence != divergence or previous.generation != frame.generation
+    if divergence is not None and new and divergence[0] == frame.step and divergence[1] in names:
+        return divergence[1]
+    return _watched(previous, frame, selected, names)
 
 
 def _watched(previous: Frame | None, frame: Frame, key: str | None, names: list[str]) -> str | None:

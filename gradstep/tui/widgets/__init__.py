@@ -2,6 +2,7 @@
 
 from gradstep.tui.widgets.diagnosis_pane import DiagnosisPane, FindingList
 from gradstep.tui.widgets.element_detail import ElementDetail
+from gradstep.tui.widgets.key_footer import KeyFooter
 from gradstep.tui.widgets.loss_plot import LossPlot
 from gradstep.tui.widgets.navigator import TensorNavigator
 from gradstep.tui.widgets.present_heading import PresentHeading
@@ -14,6 +15,7 @@ __all__ = [
     "ElementDetail",
     "ErrorBanner",
     "FindingList",
+    "KeyFooter",
     "LossPlot",
     "PresentHeading",
     "RunBar",

@@ -76,7 +76,7 @@ class TensorNavigator(ScrollView, can_focus=True):
             if group:
                 lines.append(_Line(None, ((f" {phase}", ""),)))
                 for entry in group:
-                    lines.extend(_entry_lines(entry, dark))
+                    lines.extend(_entry_lines(entry, dark, self.app.no_color))
         if lines != self._lines:
             self._lines = lines
             self._first_line = {}
@@ -95,7 +95,11 @@ class TensorNavigator(ScrollView, can_focus=True):
             return
         self.highlighted = key
         self._reveal()
+        self.call_after_refresh(self._reveal)  # once a list that grew is laid out
         self.refresh()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._reveal()  # shown again (compact: t), or resized: the highlight stays in view
 
     def _reveal(self) -> None:
         if self.highlighted is None:
@@ -179,10 +183,10 @@ def _parse(style_text: str) -> Style:
     return Style.parse(style_text)
 
 
-def _entry_lines(entry: EntryView, dark: bool) -> list[_Line]:
+def _entry_lines(entry: EntryView, dark: bool, no_color: bool = False) -> list[_Line]:
     head = (
         (" ", ""),
-        (f"{mark(entry.status)} ", style(entry.status, dark)),
+        (f"{mark(entry.status)} ", style(entry.status, dark, no_color)),
         (entry.key, "bold" if entry.out_of_tolerance else ""),
         (f" {entry.shape}", "dim"),
     )

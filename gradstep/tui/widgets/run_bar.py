@@ -1,7 +1,8 @@
-"""Progress of a long run, and how to stop it."""
+"""Progress of a long run (or of a step that is slow to land), and how to stop it."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
@@ -12,10 +13,14 @@ class RunBar(Horizontal):
         yield Label("", id="run-label")
         yield ProgressBar(total=None, show_eta=True, id="run-progress")
 
-    def start(self, what: str, stop_key: str) -> None:
-        self.query_one("#run-label", Label).update(f"{what} — {stop_key} stops ")
+    def start(self, what: str, stop_key: str, stops: str = "stops") -> None:
+        self._stop = f"{stop_key} {stops}"
+        self.relabel(what)
         self.query_one(ProgressBar).update(total=None, progress=0)
         self.add_class("-running")
+
+    def relabel(self, what: str) -> None:
+        self.query_one("#run-label", Label).update(Text(f"{what} — {getattr(self, '_stop', 'escape stops')} "))
 
     def advance(self, done: int, total: int) -> None:
         self.query_one(ProgressBar).update(total=total, progress=done)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from gradstep.tui.marks import divergence_style
 from gradstep.tui.presenter import StatusView
 
 
@@ -19,15 +20,16 @@ class StatusBar(Static):
             text.append(f"{view.read_only} · ", style="bold reverse")
         text.append(view.scenario, style="bold")
         text.append(f" · {view.position}", style="bold")
-        if not compact:
-            if view.patches:  # before the device: on a narrow line it is the device that is cut
-                text.append(f" · {view.patches}", style="bold")
+        if not compact:  # the device before the patches: a long list of patches is what the ellipsis cuts
             text.append(f" · {view.where}")
+            if view.patches:
+                text.append(f" · {view.patches}", style="bold")
         text.append("\n")
         text.append(view.losses)
         text.append("\n" if compact else " · ")
-        text.append(view.divergence, style="bold red" if view.diverged else "green")
-        if compact:
+        theme = self.app.current_theme
+        text.append(view.divergence, style=divergence_style(view.diverged, theme.dark, self.app.no_color))
+        if compact:  # a line of its own: the patches whole first, the device after
             if view.patches:
                 text.append(f" · {view.patches}", style="bold")
             text.append(f" · {view.where}")

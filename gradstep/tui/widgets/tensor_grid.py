@@ -22,11 +22,13 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from gradstep.numfmt import fit
 from gradstep.tui.grid_model import LABEL, Cell, GridModel
 from gradstep.tui.marks import BAD_MARK, NONFINITE_MARK
 
 _SEP = " │ "
 _MIN_CELL = 13
+_MIN_CUT = 8  # the narrowest a cell gets when numbers must be cut: a mark, a digit, …, an exponent
 _PAD, _SPACIOUS_PAD = 2, 6  # spaces a cell keeps beside its widest number; more in presentation mode
 
 
@@ -106,8 +108,9 @@ class TensorGrid(ScrollView, can_focus=True):
         self.cursor = (min(row, max(model.rows - 1, 0)), min(col, max(model.cols - 1, 0)))
         self._sync()
         self._reveal_cursor(center=True)
-        if not self.scrollable_content_region.height:  # not laid out yet: again once it is
-            self.call_after_refresh(self._reveal_cursor, True)
+        # Again once the new virtual size is laid out: until then scrolling is clamped to the old one, and a
+        # cursor deep in a big tensor would be off screen.
+        self.call_after_refresh(self._reveal_cursor, True)
 
     def set_spacious(self, spacious: bool) -> None:
         """Presentation mode: wider cells, so columns stay apart when read from the back of a room."""
@@ -145,6 +148,8 @@ class TensorGrid(ScrollView, can_focus=True):
         pad = _SPACIOUS_PAD if self.spacious else _PAD
         cells = tuple(max(layout.width + pad, _MIN_CELL + (pane == 2)) for pane, layout in enumerate(model.layouts))
         avail = self.scrollable_content_region.width - label - 2 * len(_SEP)
+        if sum(cells) + 3 > avail:  # not one column of each pane fits: narrower cells, cut numbers marked …
+            cells = _shared(cells, avail - 3)
         per_column = sum(cells) + 3
         visible = max(1, min(model.cols, avail // per_column))
         return _Geometry(label, cells, visible)
@@ -329,6 +334,16 @@ class TensorGrid(ScrollView, can_focus=True):
         return Strip(segments).adjust_cell_length(width, base)
 
 
+def _shared(cells: tuple[int, ...], room: int) -> tuple[int, ...]:
+    """Cell widths that fit ``room`` together: the narrow panes keep theirs, the rest share what is left."""
+    out = list(cells)
+    left, panes = room, sorted(range(len(cells)), key=cells.__getitem__)
+    for n, pane in enumerate(panes):
+        out[pane] = max(_MIN_CUT, min(cells[pane], left // (len(panes) - n)))
+        left -= out[pane]
+    return tuple(out)
+
+
 def _cell_value(cell: Cell, pane: int) -> str | None:
     return (cell.numpy, cell.torch, cell.diff)[pane]
 
@@ -339,7 +354,10 @@ def _cell_text(cell: Cell, pane: int, width: int, place) -> str:
     if value is None:
         return "·".rjust(width)
     mark = (NONFINITE_MARK if cell.nonfinite else BAD_MARK) if cell.bad else " "
-    return (mark + " " + place(value)).rjust(width)
+    placed = place(value)
+    if len(placed) + 2 > width:  # a cell narrower than its number: cut, and marked as cut (numfmt.fit)
+        placed = fit(value, width - 2)
+    return (mark + " " + placed).rjust(width)
 
 
 def _dtype_title(side: str, value) -> str:

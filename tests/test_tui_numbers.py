@@ -1,0 +1,175 @@
+"""Never a wrong number on screen: every number the tensor view draws reads back as the value it shows, or is
+marked ``…`` where it had to be cut, at every width (issue 16)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from textual.app import App, ComposeResult
+
+from gradstep.compare import tolerance_for
+from gradstep.numfmt import CUT, fit, shortest
+from gradstep.tui.grid_model import DiffMode, GridModel
+from gradstep.tui.widgets import TensorGrid
+from tests.test_tui_helpers import lines, run_async
+
+NUMPY = np.array([[6.691775529261545e-09, -1.2345678901234567e+300, 0.059999999999999984],
+                  [123456789.12345678, -0.18, 1e-300],
+                  [5e-324, 2.2250738585072014e-308, -7.123456789012345e+15]])
+TORCH = NUMPY * (1 + 3e-16) + np.array([[1e-20, 0, 0.12], [0, 1e-3, 0], [0, 0, 1e3]])
+NUMBER = re.compile(r"^-?(\d[\d.]*|\.)(…)?(e[+-]\d+)?$")
+
+
+class GridApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield TensorGrid()
+
+
+def test_fit_cuts_the_mantissa_keeps_the_exponent_and_marks_the_cut():
+    assert fit("6.691775529261545e-09", 11) == "6.6917" + CUT + "e-09"
+    assert fit("0.059999999999999984", 8) == "0.05999" + CUT
+    assert fit("0.18", 8) == "0.18"
+    assert fit("0x3dcccccd", 6) == "0x3dc" + CUT
+
+
+def _check(token: str, shown_values: set[str]) -> None:
+    """A whole number is one of the values exactly; a cut one is a marked prefix of one, exponent kept."""
+    if CUT not in token:
+        assert token in shown_values, token
+        return
+    head, _, exponent = token.partition(CUT)
+    assert any(full.startswith(head) and full.endswith(exponent) for full in shown_values), token
+
+
+@pytest.mark.parametrize("width", [80, 120, 160])
+@pytest.mark.parametrize("mode", [DiffMode.ABS, DiffMode.REL])
+@run_async
+async def test_every_number_drawn_reads_back_or_is_marked_cut(width, mode):
+    app = GridApp()
+    async with app.run_test(size=(width, 12)) as pilot:
+        grid = app.query_one(TensorGrid)
+        model = GridModel("w", NUMPY, TORCH, tolerance_for(NUMPY.dtype, TORCH.dtype), mode=mode)
+        values = {shortest(v) for v in (*NUMPY.ravel(), *TORCH.ravel())}
+        diffs = np.abs(NUMPY - TORCH) if mode == DiffMode.ABS else None
+        grid.show_model(model, cursor=(0, 0))
+        await pilot.pause()
+        drawn = lines(grid)
+        assert all(len(line) <= width for line in drawn)
+        seen, cut = 0, 0
+        for line in drawn[2:2 + len(NUMPY)]:  # the titles and the column numbers first
+            panes = line.split(" │ ")
+            assert len(panes) == 3, line  # no pane runs over the right border
+            for pane, text in enumerate(panes):
+                tokens = [t for t in text.replace("✗", " ").split() if NUMBER.match(t)]
+                if pane == 0:
+                    tokens = tokens[1:]  # the row number
+                for token in tokens:
+                    seen += 1
+                    cut += CUT in token
+                    if pane < 2:
+                        _check(token, values)
+                    elif diffs is not None:
+                        _check(token, {shortest(v) for v in diffs.ravel()})
+        assert seen >= 9
+        if width == 80:
+            assert cut, "at 80 columns these numbers cannot all be whole: the cut ones must be marked"
+
+
+LINEAR2048 = str(__import__("pathlib").Path(__file__).parent / "fixtures" / "linear2048.py")
+
+
+@run_async
+async def test_a_big_tensor_opens_scrolled_to_its_cursor_and_the_list_to_its_entry():
+    """2048 x 2048, one step: the cursor (the worst element, deep in the tensor) is on screen and drawn
+    reversed, whatever the size; the tensor list, shown at 80x24, has the selected entry in view."""
+    from gradstep.tui.widgets import TensorNavigator
+    from tests.test_tui_helpers import make_app, press, settle, shown
+
+    app = make_app(LINEAR2048, "fixed")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await press(pilot, "n")
+        grid = app.main.query_one(TensorGrid)
+        row, col = grid.cursor
+        assert app.main.selected == "after w" and row > 50  # the worst element, below the first screen
+        for size in ((80, 24), (120, 40)):
+            await pilot.resize_terminal(*size)
+            await settle(pilot)
+            top = round(grid.scroll_y)
+            body = grid.scrollable_content_region.height - grid.header_lines
+            assert top <= row < top + body, (size, top, row)
+            geometry = grid._geometry()
+            assert grid.col_offset <= col < grid.col_offset + geometry.visible
+            drawn = lines(grid)[grid.header_lines + row - top]
+            assert drawn.split()[0] == str(row)
+        # "worst" says what it means, and W switches it to the list's Δ (largest |Δ|) and back.
+        title = shown(app.main.query_one("#tensor-title"))
+        assert "worst: most beyond tolerance" in title
+        await press(pilot, "W")
+        entry = app.frame.entry("after w")
+        a, b = entry.numpy.astype(np.float64), entry.torch.astype(np.float64)
+        largest = np.unravel_index(int(np.argmax(np.abs(a - b))), a.shape)
+        assert grid.cursor == tuple(int(i) for i in largest)
+        assert "worst: largest |Δ|" in shown(app.main.query_one("#tensor-title"))
+        await press(pilot, "W")
+        assert grid.cursor == (row, col)
+        await pilot.resize_terminal(80, 24)
+        await press(pilot, "end", "t")  # the list, at the bottom of which after w sits
+        navigator = app.main.query_one(TensorNavigator)
+        y = navigator.region_of("after w").y
+        assert 0 <= y < navigator.size.height
+
+
+def test_block_letters_cover_what_numbers_are_made_of():
+    from gradstep.tui import bigtext
+
+    for text in ("0.059999999999999984", "-1.2e-300", "nan", "-inf", "0x3dcccccd", "+7"):
+        rows = bigtext.big(text)
+        assert rows is not None and len(rows) == bigtext.HEIGHT
+        assert {len("".join(row)) for row in rows} == {bigtext.width(text)}
+    assert bigtext.big("w[0]") is None  # no glyph: the caller shows plain text
+
+
+def _contrast(fg, bg) -> float:
+    def luminance(color) -> float:
+        def channel(c: float) -> float:
+            c /= 255
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+        r, g, b = color
+        return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@run_async
+async def test_headers_phases_and_marks_are_readable_in_every_builtin_theme_and_without_colour():
+    """Contrast of at least 3:1 (bold text) for the grid's headers and the list's phase names against the
+    background, in every theme Textual ships; without colour, the serious marks reverse instead of greying."""
+    from gradstep.compare import Status
+    from gradstep.tui import marks
+    from gradstep.tui.widgets import TensorNavigator
+    from tests.test_tui_helpers import make_app, settle
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        grid, navigator = app.main.query_one(TensorGrid), app.main.query_one(TensorNavigator)
+        poor = []
+        for name in sorted(app.available_themes):
+            if name.startswith("ansi-"):
+                continue  # the terminal's own colours: not ours to judge
+            app.theme = name
+            await pilot.pause()
+            background = grid.background_colors[1].rgb
+            checks = {"header": grid.get_component_rich_style("tensor-grid--header").color,
+                      "phase": navigator.get_component_rich_style("tensor-navigator--phase").color}
+            for what, color in checks.items():
+                ratio = _contrast(color.get_truecolor(), background)
+                if ratio < 3:
+                    poor.append(f"{name}: {what} {ratio:.2f}")
+        assert not poor, poor
+    assert marks.style(Status.DIVERGED, no_color=True) == marks.bad_style(no_color=True) == "bold reverse"
+    assert "reverse" in marks.divergence_style(True, no_color=True)
