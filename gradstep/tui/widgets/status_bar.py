@@ -20,19 +20,16 @@ class StatusBar(Static):
             text.append(f"{view.read_only} · ", style="bold reverse")
         text.append(view.scenario, style="bold")
         text.append(f" · {view.position}", style="bold")
-        if not compact:  # the device before the patches: a long list of patches is what the ellipsis cuts
-            text.append(f" · {view.where}")
-            if view.patches:
-                text.append(f" · {view.patches}", style="bold")
+        text.append(f" · {view.where}")  # the device before the patches: a long list of patches is what is cut
+        if not compact and view.patches:
+            text.append(f" · {view.patches}", style="bold")
         text.append("\n")
         text.append(view.losses)
         text.append("\n" if compact else " · ")
         theme = self.app.current_theme
         text.append(view.divergence, style=divergence_style(view.diverged, theme.dark, self.app.no_color))
-        if compact:  # a line of its own: the patches whole first, the device after
-            if view.patches:
-                text.append(f" · {view.patches}", style="bold")
-            text.append(f" · {view.where}")
+        if compact and view.patches:  # after the verdict, on its own line: the part the ellipsis may cut
+            text.append(f" · {view.patches}", style="bold")
         if text != self._shown:
             self._shown = text
             self.update(text, layout=False)  # fixed height: repaint only
