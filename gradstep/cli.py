@@ -234,9 +234,11 @@ def check_command(scenario: str, variant: str | None, device: str, dtype: str | 
     if save_file is not None:
         _save_session(engine, result, save_file)
     parity = result.parity
+    # A function that returned what the contract does not allow is bad input, like a broken file.
+    broke_contract = result.error is not None and result.error.broke_contract
     del engine, result  # the last references: the device memory they hold can go back
     _release_device_memory()
-    sys.exit(EXIT_PARITY if parity else EXIT_DIVERGED)
+    sys.exit(EXIT_PARITY if parity else EXIT_BAD_INPUT if broke_contract else EXIT_DIVERGED)
 
 
 def _save_session(engine: Any, result: Any, path: str) -> None:

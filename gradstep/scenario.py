@@ -213,7 +213,7 @@ class NumpySide:
     def problems(self) -> list[str]:
         pieces = {"forward": self.forward, "loss": self.loss, "backward": self.backward, "update": self.update}
         given = [name for name, fn in pieces.items() if fn is not None]
-        return _form_problems("numpy", self.step, given, list(pieces))
+        return _form_problems("numpy", self.step, given, list(pieces), "(weights, batch, hp, state)")
 
     def call_loss(self, acts: Any, batch: Batch, hp: Hyper, weights: Weights) -> Any:
         """``loss(acts, batch, hp)``, or ``loss(acts, batch, hp, weights)`` when it takes the weights (an L2 term)."""
@@ -276,7 +276,7 @@ class TorchSide:
         given = [name for name in ("forward", "loss") if getattr(self, name) is not None]
         given += [name for name, fn, default in (("backward", self.backward, default_torch_backward),
                                                  ("update", self.update, default_torch_update)) if fn is not default]
-        out = _form_problems("torch", self.step, given, ["forward", "loss"])
+        out = _form_problems("torch", self.step, given, ["forward", "loss"], "(model, optimizer, batch, hp, state)")
         if not callable(self.model):
             out.append("torch model must be a function of the hyper-parameters that returns an nn.Module")
         if self.scheduler is not None and self.optimizer is None:
@@ -299,11 +299,14 @@ class TorchSide:
         return self.model(hp)
 
 
-def _form_problems(side: str, step: Any, pieces_given: list[str], pieces_needed: list[str]) -> list[str]:
+def _form_problems(side: str, step: Any, pieces_given: list[str], pieces_needed: list[str],
+                   arguments: str) -> list[str]:
     """A side is one step function or its pieces, never both, never neither."""
     if step is not None:
         if not callable(step):
-            return [f"{side} step must be a function"]
+            return [f"{side} step must be a function {arguments}"]
+        if not takes(step, arguments.count(",") + 1):
+            return [f"{side} step {_where(step)}takes other arguments than {arguments}"]
         if pieces_given:
             return [f"{side} has a step function and pieces too ({', '.join(pieces_given)}): the step is the whole "
                     "loop body, so give one or the other"]
@@ -313,6 +316,12 @@ def _form_problems(side: str, step: Any, pieces_given: list[str], pieces_needed:
         return [f"{side} needs a step function (step=...) or its pieces; {', '.join(missing)} "
                 f"{'is' if len(missing) == 1 else 'are'} missing"]
     return []
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    name = getattr(fn, "__name__", "")
+    return f"{name} ({code.co_filename}:{code.co_firstlineno}) " if code is not None else f"{name} "
 
 
 def takes(fn: Callable[..., Any], count: int) -> bool:

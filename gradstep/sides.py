@@ -52,6 +52,11 @@ class ScenarioError(Exception):
         self.location = _user_frame(error)
         super().__init__(side, function, error)
 
+    @property
+    def broke_contract(self) -> bool:
+        """What the function returned is not what gradstep reads (bad input), rather than its code failing."""
+        return isinstance(self.error, StepContractError)
+
     def __str__(self) -> str:
         at = f" at step {self.step}" if self.step is not None else ""
         where = f" ({self.location})" if self.location else ""

@@ -31,7 +31,7 @@ from textual.worker import Worker, WorkerState
 
 from gradstep.device import release_device_memory
 from gradstep.engine import Engine
-from gradstep.patch import TARGETS, Patch
+from gradstep.patch import Patch
 from gradstep.tui.bindings import (
     DIAGNOSIS_BINDINGS,
     EDITOR_BINDINGS,
@@ -257,14 +257,14 @@ class GradstepApp(App[None]):
         if self.running or self._refused_read_only("patching"):
             return
         session = self.debugger.patches
-        target = session.last_target or self._suggested_target() or "numpy.backward"
+        target = session.last_target or self._suggested_target(session.targets) or _first_gradient(session.targets)
         scenario = f"{session.base.name} ({session.base.variant})"
         self.push_screen(PatchEditor(session, target, scenario))
 
-    def _suggested_target(self) -> str | None:
+    def _suggested_target(self, targets: list[str]) -> str | None:
         """The formula the diagnosis blames first, if it is one that can be patched."""
         findings = self.diagnosis.findings if self.diagnosis is not None else ()
-        return next((f.function for f in findings if f.function in TARGETS), None)
+        return next((f.function for f in findings if f.function in targets), None)
 
     def apply_patch(self, target: str, text: str) -> bool:
         """Validate and replay with ``text`` as ``target``; False when it waits for the job in flight."""
@@ -478,3 +478,8 @@ def create_app(engine: Engine, *, hex_bits: bool = False, keymap: dict[str, str]
     keys = dict(load_keymap(keymap_file) if (user_keymap or keymap_file) else {})
     keys.update(keymap or {})
     return GradstepApp(engine, hex_bits=hex_bits, keymap=keys, present=present)
+
+
+def _first_gradient(targets: list[str]) -> str:
+    """Where the editor opens when nothing suggests a formula: the NumPy gradient, else the NumPy step."""
+    return next((t for t in ("numpy.backward", "numpy.step") if t in targets), targets[0])
