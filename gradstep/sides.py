@@ -319,7 +319,10 @@ class TorchRunner:
 
     def _whole_step(self, tbatch: dict[str, torch.Tensor], out: Tensors) -> None:
         """The user's loop body, with each parameter's gradient recorded as its update reads it."""
-        with GradientWatch(self.params.values(), retain_activations=bool(self.retain)) as watch:
+        # Without an optimizer the update is a manual one: watch the step's writes into the parameters.
+        watch = GradientWatch(self.params.values(), watch_writes=self.optimizer is None,
+                              retain_activations=bool(self.retain))
+        with watch:
             produced = call("torch", "step", self.fns.step, self.model, self.optimizer, tbatch, self.hp, self.state)
         parts = _read_step(produced, "torch", self.fns.step)
         named = {n: torch_value(v, self.dtype) for n, v in produced.items() if n in parts.values or n in parts.losses}

@@ -14,13 +14,16 @@ what keeps a forgotten ``zero_grad()`` (or an update made before
   records the gradients of its parameters at that moment, after any clipping
   or hand-made change to ``.grad``;
 - a manual update writes into the parameter in place (``p -= lr * p.grad``,
-  ``p.data.add_(...)``, ``p.copy_(...)``): a torch function mode records the
-  parameter's ``.grad`` just before the first such write in the step;
+  ``p.data.add_(...)``, ``p.copy_(...)``): on a side without an optimizer, a
+  torch function mode records the parameter's ``.grad`` just before the first
+  such write in the step (it sees every operation, so it is only on where it is
+  needed: some 10 µs an operation);
 - otherwise (``p.data = p.data - lr * p.grad``, which is no in-place write),
   the gradient as the last ``backward()`` of the step left it, from a
   post-accumulate-grad hook: with no ``zero_grad()`` that is the running sum.
 
-Limits: a manual update that reads a gradient it computed itself
+Limits: on a side with an optimizer, a parameter the step updates by hand has
+its gradient as backward left it; a manual update that reads a gradient it computed itself
 (``torch.autograd.grad``) rather than ``.grad`` has no gradient recorded
 (return it as ``"grad NAME"`` under an activation's name to compare it); an
 optimizer whose ``step(closure)`` runs the backward inside the closure has the
@@ -120,8 +123,10 @@ def _writes_in_place(func: Any, cache: dict[Any, bool] = {}) -> bool:  # noqa: B
 class GradientWatch:
     """While a torch step runs: each parameter's gradient as its update reads it (see the module docstring)."""
 
-    def __init__(self, params: Iterable[torch.Tensor], retain_activations: bool = False):
+    def __init__(self, params: Iterable[torch.Tensor], *, watch_writes: bool, retain_activations: bool = False):
+        """``watch_writes``: see the step's in-place writes into parameters (a manual update)."""
         self.params = [p for p in params if p.requires_grad]
+        self.watch_writes = watch_writes
         self.retain_activations = retain_activations
         self.read: dict[int, torch.Tensor] = {}  # at an optimizer step or the first in-place write
         self.accumulated: dict[int, torch.Tensor] = {}  # after the step's last backward
@@ -147,14 +152,15 @@ class GradientWatch:
 
         self._handles = [p.register_post_accumulate_grad_hook(accumulated) for p in self.params]
         self._handles.append(register_optimizer_step_pre_hook(before_update))
-        by_address = {p.data_ptr(): p for p in self.params}
-        self._mode = _WatchMode(self, by_address)
-        self._mode.__enter__()
+        if self.watch_writes or self.retain_activations:
+            self._mode = _WatchMode(self, {p.data_ptr(): p for p in self.params} if self.watch_writes else {})
+            self._mode.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        assert self._mode is not None
-        self._mode.__exit__(*exc)
+        if self._mode is not None:
+            self._mode.__exit__(*exc)
+            self._mode = None
         for handle in self._handles:
             handle.remove()
         self._handles = []
@@ -175,7 +181,7 @@ class _WatchMode(TorchFunctionMode):
         self.watch, self.by_address = watch, by_address
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        if args and _writes_in_place(func):
+        if self.by_address and args and _writes_in_place(func):
             self.watch.before_write(args[0], self.by_address)
         out = func(*args, **(kwargs or {}))
         if self.watch.retain_activations:
