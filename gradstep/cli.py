@@ -125,8 +125,11 @@ def _fail(message: str) -> None:
 
 @main.command("new")
 @click.argument("name")
-def new_command(name: str) -> None:
-    """Write NAME.py: a commented scenario that runs as it is, to turn into your own."""
+@click.option("--pieces", is_flag=True,
+              help="Each side as forward, loss, backward and update functions, instead of one step function "
+                   "(your loop body as written).")
+def new_command(name: str, pieces: bool) -> None:
+    """Write NAME.py: a commented scenario that runs as it is; paste your loop bodies into it."""
     import re
     from pathlib import Path
 
@@ -136,7 +139,7 @@ def new_command(name: str) -> None:
     target = Path(f"{stem}.py")
     if target.exists():
         _fail(f"{target} exists already; nothing written")
-    template = (Path(__file__).parent / "templates" / "scenario.py").read_text()
+    template = (Path(__file__).parent / "templates" / ("pieces.py" if pieces else "step.py")).read_text()
     target.write_text(template.replace("__NAME__", Path(stem).name))
     Console().print(f"wrote {target}: try `gradstep check {target}` and `gradstep {target}`", highlight=False)
 
