@@ -2,9 +2,10 @@
 
 A scenario is one Python file that defines a module-level ``SCENARIO``, a
 :class:`Scenario`. It holds the data, the shared initial weights, a NumPy side
-made of plain functions, a torch side built around an ``nn.Module``, the
-mapping between the two sides' tensor names and layouts, and named variants
-(at least ``as-posted`` and ``fixed``) that swap individual pieces.
+and a torch side (each one step function, the loop body as the user wrote it,
+or the same cut into pieces), the mapping between the two sides' tensor names
+and layouts, and named variants (at least ``as-posted`` and ``fixed``) that
+swap individual pieces.
 
 Everything here is plain data and plain functions; the engine
 (:mod:`gradstep.engine`) is what calls them, in this order, once per run::
@@ -12,19 +13,26 @@ Everything here is plain data and plain functions; the engine
     np.random.seed(seed); torch.manual_seed(seed)
     data = scenario.data(hp)           # may draw from np.random
     weights = scenario.init(hp)        # NumPy layout; may draw from np.random
-    model = scenario.torch.model(hp)   # mapped parameters are then overwritten
+    model = scenario.torch.model(hp)   # or model(hp, weights); with share_init, mapped parameters are overwritten
+    optimizer = scenario.torch.optimizer(model, hp); scheduler = scenario.torch.scheduler(optimizer, hp)
 
-and then once per step (one minibatch)::
+and then once per step (one minibatch), with ``hp.step``, ``hp.epoch`` and
+``hp.index`` set::
 
-    acts   = numpy.forward(weights, batch, hp)           -> {name: array}
-    losses = numpy.loss(acts, batch, hp)                 -> scalar or {"loss": ..., other: ...}
-    grads  = numpy.backward(weights, acts, batch, hp)    -> {name: array}
-    new    = numpy.update(weights, grads, state, hp)     -> {name: array} or None (in place)
+    out    = numpy.step(weights, batch, hp, state)           -> {"loss": ..., name: array, "grad NAME": array}
+    # or
+    acts   = numpy.forward(weights, batch, hp)               -> {name: array}
+    losses = numpy.loss(acts, batch, hp[, weights])          -> scalar or {"loss": ..., other: ...}
+    grads  = numpy.backward(weights, acts, batch, hp)        -> {name: array}
+    new    = numpy.update(weights, grads, state, hp)         -> {name: array} or None (in place)
 
-    acts   = torch.forward(model, batch, hp)             -> {name: tensor}
-    losses = torch.loss(acts, batch, hp)                 -> tensor or {"loss": tensor, ...}
-    torch.backward(model, optimizer, losses["loss"], hp) (default: zero_grad + backward)
-    torch.update(model, optimizer, state, hp)            (default: optimizer.step())
+    out    = torch.step(model, optimizer, batch, hp, state)  -> {"loss": tensor, name: tensor}
+    # or
+    acts   = torch.forward(model, batch, hp)                 -> {name: tensor}
+    losses = torch.loss(acts, batch, hp[, model])            -> tensor or {"loss": tensor, ...}
+    torch.backward(model, optimizer, losses["loss"], hp)     (default: zero_grad + backward)
+    torch.update(model, optimizer, state, hp)                (default: optimizer.step())
+    scheduler.step()                                         (every step, or an epoch's last: scheduler_every)
 
 This module must not import torch: loading and listing scenarios stays cheap.
 """

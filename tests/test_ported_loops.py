@@ -147,3 +147,38 @@ def test_a_model_that_loads_its_own_init_keeps_its_bug_and_gradstep_names_the_in
     assert "W2, b2" in top.cause and "W1, b1, W3, b3" in top.cause
     assert "nn.Linear's default" in " ".join(top.evidence)
     assert run(PORTED / "own_init.py", "fixed").result().parity
+
+
+# ---- docs/scenarios.md's worked example is these files, and prints what it shows ---------------
+
+
+def worked_example() -> str:
+    text = (REPO / "docs" / "scenarios.md").read_text()
+    return text[text.index("## Paste your loop body here"):text.index("### What a step function receives")]
+
+
+def test_the_docs_worked_example_quotes_its_files_and_its_output():
+    text = worked_example()
+    original = code_lines((EXAMPLES / "two_layer_net_original.py").read_text())
+    ported = (EXAMPLES / "two_layer_net.py").read_text()
+    python = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    quoted = [b for b in python if b.startswith("# the original")]
+    assert len(quoted) == 2
+    for block in quoted:
+        for line in code_lines(block):
+            assert line == "..." or line in original, line
+    pasted = [b for b in python if not b.startswith("# the original") and "    ...  " not in b]
+    assert len(pasted) >= 5
+    for block in pasted:
+        assert block in ported, block
+
+    from click.testing import CliRunner
+
+    from gradstep.cli import main
+
+    done = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["check", str(EXAMPLES / "two_layer_net.py")])
+    assert done.exit_code == 1
+    printed = re.findall(r"```text\n(.*?)```", text, flags=re.S)[0].splitlines()[1:]
+    output = " ".join(done.stdout.split())
+    for line in printed:
+        assert " ".join(line.removesuffix("...").split()) in output, line
