@@ -329,7 +329,7 @@ class TorchRunner:
         self._check_activation_maps(named)
         self.loss_names = tuple(parts.losses)
         out.update(self._acts_to_numpy(named))
-        grads = self._params_to_numpy(lambda p: _detached_or_none(watch.gradient(p)), copy=True)
+        grads = self._params_to_numpy(watch.gradient, copy=True)
         out.update({keys.grad(n): g for n, g in grads.items()})
         self._activation_grads(parts.values, out)
         for name, value in parts.grads.items():  # activation gradients the step took itself
@@ -457,10 +457,6 @@ class TorchRunner:
 
 def _detached(p: torch.Tensor) -> torch.Tensor:
     return p.detach()
-
-
-def _detached_or_none(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.detach()
 
 
 def _read_step(produced: Any, side: str, fn: Callable[..., Any]) -> StepOutputs:

@@ -22,19 +22,20 @@ what keeps a forgotten ``zero_grad()`` (or an update made before
   the gradient as the last ``backward()`` of the step left it, from a
   post-accumulate-grad hook: with no ``zero_grad()`` that is the running sum.
 
-Limits: on a side with an optimizer, a parameter the step updates by hand has
-its gradient as backward left it; a manual update that reads a gradient it computed itself
-(``torch.autograd.grad``) rather than ``.grad`` has no gradient recorded
-(return it as ``"grad NAME"`` under an activation's name to compare it); an
-optimizer whose ``step(closure)`` runs the backward inside the closure has the
-gradients recorded as they stood before the closure ran; a write into part of
-a parameter that starts past its first element (``p[1:] -= ...``) is not seen
-as its update.
+Limits: on a side with an optimizer, a parameter the step updates by hand
+has its gradient as backward left it; a manual update that reads a gradient it
+computed itself (``torch.autograd.grad``) rather than ``.grad`` has no
+gradient recorded (return it as ``"grad NAME"`` under an activation's name to
+compare it); an optimizer whose ``step(closure)`` runs the backward inside the
+closure has the gradients recorded as they stood before the closure ran; a
+write into part of a parameter that starts past its first element
+(``p[1:] -= ...``) is not seen as its update.
 
 Activation gradients the NumPy side reports are recorded too: while the
 torch step runs, every intermediate tensor that requires a gradient has
 ``retain_grad()`` called on it (only when the NumPy side reports any: it
-keeps one more tensor per operation alive until the step ends).
+keeps one more tensor per operation alive until the step ends, and costs the
+function mode's time per operation).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class GradientWatch:
         self._mode: _WatchMode | None = None
 
     def gradient(self, param: torch.Tensor) -> torch.Tensor | None:
-        """The gradient recorded for ``param`` in the step, or None."""
+        """The gradient recorded for ``param`` in the step (a detached copy), or None."""
         key = id(param)
         return self.read.get(key, self.accumulated.get(key))
 
