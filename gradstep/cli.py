@@ -132,8 +132,11 @@ def _fail(message: str) -> None:
 
 @main.command("new")
 @click.argument("name")
-def new_command(name: str) -> None:
-    """Write NAME.py: a commented scenario that runs as it is, to turn into your own."""
+@click.option("--pieces", is_flag=True,
+              help="Each side as forward, loss, backward and update functions, instead of one step function "
+                   "(your loop body as written).")
+def new_command(name: str, pieces: bool) -> None:
+    """Write NAME.py: a commented scenario that runs as it is; paste your loop bodies into it."""
     import re
     from pathlib import Path
 
@@ -143,7 +146,7 @@ def new_command(name: str) -> None:
     target = Path(f"{stem}.py")
     if target.exists():
         _fail(f"{target} exists already; nothing written")
-    template = (Path(__file__).parent / "templates" / "scenario.py").read_text()
+    template = (Path(__file__).parent / "templates" / ("pieces.py" if pieces else "step.py")).read_text()
     target.write_text(template.replace("__NAME__", Path(stem).name))
     Console().print(f"wrote {target}: try `gradstep check {target}` and `gradstep {target}`", highlight=False)
 
@@ -241,9 +244,11 @@ def check_command(scenario: str, variant: str | None, device: str, dtype: str | 
     if save_file is not None:
         _save_session(engine, result, save_file)
     parity = result.parity
+    # A function that returned what the contract does not allow is bad input, like a broken file.
+    broke_contract = result.error is not None and result.error.broke_contract
     del engine, result  # the last references: the device memory they hold can go back
     _release_device_memory()
-    sys.exit(EXIT_PARITY if parity else EXIT_DIVERGED)
+    sys.exit(EXIT_PARITY if parity else EXIT_BAD_INPUT if broke_contract else EXIT_DIVERGED)
 
 
 def _save_session(engine: Any, result: Any, path: str) -> None:

@@ -42,7 +42,7 @@ from gradstep.compare import (
     tolerance_for,
 )
 from gradstep.referee import Judgement, RefereeReport, TorchStart, judge
-from gradstep.scenario import Scenario
+from gradstep.scenario import Scenario, set_position
 from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, mapping_error
 from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace
 
@@ -115,16 +115,18 @@ class Lockstep:
         self.hp = scenario.hp()
         self.hp.torch_dtype = dtype
         self.hp.device = device
+        set_position(self.hp, 0, 1)  # data, init and model are called as of step 0
         np.random.seed(scenario.seed)
         torch.manual_seed(scenario.seed)
         self.data = data if data is not None else _call_setup("data", scenario.data, self.hp)
+        self.steps_per_epoch = int(self.data.steps_per_epoch)
+        self.hp.steps_per_epoch = self.steps_per_epoch
         weights = _call_setup("init", scenario.init, self.hp)
         self.numpy = NumpyRunner(scenario, self.hp, weights)
         try:
             self.torch = TorchRunner(scenario, self.hp, weights, device, dtype)
         except (KeyError, ValueError) as error:
             raise mapping_error(error, scenario.source_path) from error
-        self.steps_per_epoch = int(self.data.steps_per_epoch)
         self._batch_names: set[str] | None = None
         # Whether the NumPy step draws from np.random: learnt on the first step.
         self.numpy_draws_random: bool | None = None
@@ -133,7 +135,7 @@ class Lockstep:
         return divmod(step, self.steps_per_epoch)
 
     def step(self, step: int) -> StepRecord:
-        epoch, index = self.position(step)
+        epoch, index = set_position(self.hp, step, self.steps_per_epoch)
         batch = self.data.batch(epoch, index)
         try:
             numpy_step = self._first_numpy_step if self.numpy_draws_random is None else self.numpy.step
@@ -164,7 +166,7 @@ class Lockstep:
 
     def advance(self, step: int) -> None:
         """Run ``step`` on both sides recording nothing (replays; metrics are not needed there)."""
-        epoch, index = self.position(step)
+        epoch, index = set_position(self.hp, step, self.steps_per_epoch)
         batch = self.data.batch(epoch, index)
         try:
             self.numpy.advance(batch)
@@ -180,6 +182,7 @@ class Lockstep:
             numpy_w = record.numpy[keys.before(name)]
             torch_w = record.torch.get(keys.before(name))
             start[name] = numpy_w if torch_w is None else np.asarray(torch_w).astype(numpy_w.dtype)
+        set_position(self.hp, record.step, self.steps_per_epoch)
         batch = self.data.batch(record.epoch, record.index)
         # The re-run must not shift the NumPy side's random stream, if it draws from one:
         # saving the generator costs more than the step itself, so only then.

@@ -160,9 +160,22 @@ def _variant_problems(s: Scenario) -> list[str]:
     out = []
     for name in s.variants:
         try:
-            s.with_variant(name)
+            resolved = s.with_variant(name)
         except (KeyError, TypeError, ValueError) as error:
             out.append(f"variant {name!r}: {_message(error)}")
+            continue
+        if resolved.numpy is not s.numpy or resolved.torch is not s.torch:
+            out += [f"variant {name!r}: {problem}" for problem in _side_problems(resolved)]
+    return out
+
+
+def _side_problems(s: Scenario) -> list[str]:
+    """Each side is one step function or its pieces (and a scheduler has an optimizer)."""
+    out = []
+    if isinstance(s.numpy, NumpySide):
+        out += s.numpy.problems()
+    if isinstance(s.torch, TorchSide):
+        out += s.torch.problems()
     return out
 
 
@@ -184,6 +197,7 @@ def _problems(s: Scenario) -> list[str]:
         out.append("numpy must be a gradstep.scenario.NumpySide")
     if not isinstance(s.torch, TorchSide):
         out.append("torch must be a gradstep.scenario.TorchSide")
+    out += _side_problems(s)
     for name in REQUIRED_VARIANTS:
         if name not in s.variants:
             out.append(f"variant {name!r} is missing (every scenario has 'as-posted' and 'fixed')")

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from gradstep.scenario import Scenario
+from gradstep.scenario import Scenario, set_position
 
 # What can be patched: the formulas a user suspects. (side field -> what it does)
 TARGETS: dict[str, str] = {
@@ -40,7 +40,11 @@ TARGETS: dict[str, str] = {
     "torch.loss": "torch loss",
     "torch.backward": "torch backward",
     "torch.update": "torch update",
+    "numpy.step": "NumPy step (the whole loop body)",
+    "torch.step": "torch step (the whole loop body)",
 }
+PIECES = {"numpy": ("numpy.forward", "numpy.loss", "numpy.backward", "numpy.update"),
+          "torch": ("torch.forward", "torch.loss", "torch.backward", "torch.update")}
 
 
 class PatchError(Exception):
@@ -61,10 +65,23 @@ class Patch:
         return f"{self.target} ({_function_name(self.source) or '?'})"
 
 
+def targets_for(scenario: Scenario) -> list[str]:
+    """What can be patched in ``scenario``: a side's step function (the whole loop body), else its pieces."""
+    out = []
+    for side in ("numpy", "torch"):
+        out += [f"{side}.step"] if getattr(scenario, side).step is not None else list(PIECES[side])
+    return out
+
+
 def current_function(scenario: Scenario, target: str) -> Callable[..., Any]:
     side, _, name = target.partition(".")
     if target not in TARGETS:
         raise PatchError(f"cannot patch {target!r}; patchable: {', '.join(TARGETS)}")
+    if target not in targets_for(scenario):
+        has_step = getattr(scenario, side).step is not None
+        instead = (f"its step function is the whole loop body: patch {side}.step" if has_step
+                   else f"it has no step function: patch {', '.join(PIECES[side])}")
+        raise PatchError(f"{scenario.name}'s {side} side has no {name}: {instead}")
     return getattr(getattr(scenario, side), name)
 
 
@@ -181,11 +198,16 @@ def _numpy_probe(engine: Any, step: int, name: str, fn: Callable[..., Any]) -> A
     record, batch, hp = _inputs(engine, step)
     weights = {k.partition(" ")[2]: np.array(v, copy=True) for k, v in record.numpy.items() if k.startswith("before ")}
     fns = engine.scenario.numpy
+    if name == "step":
+        produced = fn(weights, batch, hp, copy.deepcopy(engine.live.numpy.state))
+        if not isinstance(produced, Mapping):
+            raise PatchError(f"the patch returns a {type(produced).__name__}; a step returns a dict")
+        return {**produced, **{f"after {n}": w for n, w in weights.items()}}
     acts = fns.forward(weights, batch, hp) if name != "forward" else None
     if name == "forward":
         return fn(weights, batch, hp)
     if name == "loss":
-        return fn(acts, batch, hp)
+        return dataclasses.replace(fns, loss=fn).call_loss(acts, batch, hp, weights)
     grads = fns.backward(weights, acts, batch, hp) if name != "backward" else None
     if name == "backward":
         return fn(weights, acts, batch, hp)
@@ -203,12 +225,18 @@ def _torch_probe(engine: Any, step: int, name: str, fn: Callable[..., Any]) -> A
     optimizer = live.fns.optimizer(model, hp) if live.fns.optimizer else None
     tbatch = live.to_torch_batch(batch)
     fns = engine.scenario.torch
+    if name == "step":
+        produced = fn(model, optimizer, tbatch, hp, copy.deepcopy(live.state))
+        if not isinstance(produced, Mapping):
+            raise PatchError(f"the patch returns a {type(produced).__name__}; a step returns a dict")
+        with torch.no_grad():
+            after = {f"after {n}": p.detach().clone() for n, p in model.named_parameters()}
+        return {**{k: v.detach() if torch.is_tensor(v) else v for k, v in produced.items()}, **after}
     forward = fn if name == "forward" else fns.forward
     acts = forward(model, tbatch, hp)
     if name == "forward":
         return {k: v.detach() for k, v in acts.items()}
-    loss_fn = fn if name == "loss" else fns.loss
-    losses = loss_fn(acts, tbatch, hp)
+    losses = (dataclasses.replace(fns, loss=fn) if name == "loss" else fns).call_loss(acts, tbatch, hp, model)
     if name == "loss":
         return {k: v.detach() for k, v in losses.items()} if isinstance(losses, Mapping) else losses.detach()
     loss = losses["loss"] if isinstance(losses, Mapping) else losses
@@ -224,9 +252,16 @@ def _inputs(engine: Any, step: int) -> tuple[Any, Any, Any]:
         # Nothing run yet: the initial weights and the first batch.
         weights = engine.initial_weights()["numpy"]
         record = type("Initial", (), {"numpy": {f"before {n}": w for n, w in weights.items()}})()
-        return record, engine.live.data.batch(0, 0), engine.live.hp
+        return record, engine.live.data.batch(0, 0), _hyper_at(engine, 0)
     record = engine.record(step)
-    return record, engine.live.data.batch(record.epoch, record.index), engine.live.hp
+    return record, engine.live.data.batch(record.epoch, record.index), _hyper_at(engine, step)
+
+
+def _hyper_at(engine: Any, step: int) -> Any:
+    """The run's hyper-parameters with ``hp.step``, ``hp.epoch`` and ``hp.index`` those of ``step``."""
+    hp = copy.copy(engine.live.hp)
+    set_position(hp, step, engine.steps_per_epoch)
+    return hp
 
 
 def _same_structure(expected: Any, got: Any) -> None:

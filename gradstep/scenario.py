@@ -2,9 +2,10 @@
 
 A scenario is one Python file that defines a module-level ``SCENARIO``, a
 :class:`Scenario`. It holds the data, the shared initial weights, a NumPy side
-made of plain functions, a torch side built around an ``nn.Module``, the
-mapping between the two sides' tensor names and layouts, and named variants
-(at least ``as-posted`` and ``fixed``) that swap individual pieces.
+and a torch side (each one step function, the loop body as the user wrote it,
+or the same cut into pieces), the mapping between the two sides' tensor names
+and layouts, and named variants (at least ``as-posted`` and ``fixed``) that
+swap individual pieces.
 
 Everything here is plain data and plain functions; the engine
 (:mod:`gradstep.engine`) is what calls them, in this order, once per run::
@@ -12,19 +13,26 @@ Everything here is plain data and plain functions; the engine
     np.random.seed(seed); torch.manual_seed(seed)
     data = scenario.data(hp)           # may draw from np.random
     weights = scenario.init(hp)        # NumPy layout; may draw from np.random
-    model = scenario.torch.model(hp)   # mapped parameters are then overwritten
+    model = scenario.torch.model(hp)   # or model(hp, weights); with share_init, mapped parameters are overwritten
+    optimizer = scenario.torch.optimizer(model, hp); scheduler = scenario.torch.scheduler(optimizer, hp)
 
-and then once per step (one minibatch)::
+and then once per step (one minibatch), with ``hp.step``, ``hp.epoch`` and
+``hp.index`` set::
 
-    acts   = numpy.forward(weights, batch, hp)           -> {name: array}
-    losses = numpy.loss(acts, batch, hp)                 -> scalar or {"loss": ..., other: ...}
-    grads  = numpy.backward(weights, acts, batch, hp)    -> {name: array}
-    new    = numpy.update(weights, grads, state, hp)     -> {name: array} or None (in place)
+    out    = numpy.step(weights, batch, hp, state)           -> {"loss": ..., name: array, "grad NAME": array}
+    # or
+    acts   = numpy.forward(weights, batch, hp)               -> {name: array}
+    losses = numpy.loss(acts, batch, hp[, weights])          -> scalar or {"loss": ..., other: ...}
+    grads  = numpy.backward(weights, acts, batch, hp)        -> {name: array}
+    new    = numpy.update(weights, grads, state, hp)         -> {name: array} or None (in place)
 
-    acts   = torch.forward(model, batch, hp)             -> {name: tensor}
-    losses = torch.loss(acts, batch, hp)                 -> tensor or {"loss": tensor, ...}
-    torch.backward(model, optimizer, losses["loss"], hp) (default: zero_grad + backward)
-    torch.update(model, optimizer, state, hp)            (default: optimizer.step())
+    out    = torch.step(model, optimizer, batch, hp, state)  -> {"loss": tensor, name: tensor}
+    # or
+    acts   = torch.forward(model, batch, hp)                 -> {name: tensor}
+    losses = torch.loss(acts, batch, hp[, model])            -> tensor or {"loss": tensor, ...}
+    torch.backward(model, optimizer, losses["loss"], hp)     (default: zero_grad + backward)
+    torch.update(model, optimizer, state, hp)                (default: optimizer.step())
+    scheduler.step()                                         (every step, or an epoch's last: scheduler_every)
 
 This module must not import torch: loading and listing scenarios stays cheap.
 """
@@ -32,6 +40,7 @@ This module must not import torch: loading and listing scenarios stays cheap.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -56,12 +65,22 @@ class Data(Protocol):
         ...
 
 
+SAMPLES = ("sequential", "shuffle", "replace")
+
+
 class Minibatches:
-    """Consecutive minibatches of named arrays, optionally reshuffled every epoch.
+    """Minibatches of named arrays, every array cut the same way.
+
+    ``sample`` says which rows a step gets: ``"sequential"`` consecutive rows
+    in order; ``"shuffle"`` consecutive rows of a permutation drawn anew every
+    epoch; ``"replace"`` rows drawn with replacement for every step (the
+    tutorials' ``np.random.choice(num_train, batch_size)``). The draws come from
+    generators of their own, seeded by ``seed`` and the epoch (and, for
+    ``"replace"``, the step's index), never from ``np.random``: any step's rows
+    can be recomputed in any order.
 
     ``drop_last`` follows the threads' ``int(len(x) / batch_size)`` batches per
-    epoch. A shuffle draws from its own ``np.random.RandomState(seed + epoch)``,
-    so any epoch can be recomputed in any order.
+    epoch. ``shuffle_seed=S`` is the older spelling of ``sample="shuffle", seed=S``.
     """
 
     def __init__(
@@ -69,6 +88,8 @@ class Minibatches:
         arrays: Mapping[str, np.ndarray],
         batch_size: int,
         *,
+        sample: str | None = None,
+        seed: int | None = None,
         shuffle_seed: int | None = None,
         drop_last: bool = True,
     ) -> None:
@@ -77,31 +98,45 @@ class Minibatches:
             raise ValueError(f"Minibatches: arrays differ in length: {lengths}")
         if batch_size < 1:
             raise ValueError("Minibatches: batch_size must be at least 1")
+        if shuffle_seed is not None:
+            if sample not in (None, "shuffle") or seed is not None:
+                raise ValueError("Minibatches: shuffle_seed=S means sample='shuffle', seed=S: give one or the other")
+            sample, seed = "shuffle", shuffle_seed
+        sample = sample or "sequential"
+        if sample not in SAMPLES:
+            raise ValueError(f"Minibatches: sample must be one of {', '.join(map(repr, SAMPLES))}, not {sample!r}")
         self.arrays = {name: np.asarray(a) for name, a in arrays.items()}
         self.size = next(iter(lengths.values()))
         self.batch_size = batch_size
-        self.shuffle_seed = shuffle_seed
+        self.sample = sample
+        self.seed = 0 if seed is None else int(seed)
+        self.shuffle_seed = self.seed if sample == "shuffle" else None
         whole, rest = divmod(self.size, batch_size)
-        self.steps_per_epoch = whole if (drop_last or rest == 0) else whole + 1
+        self.steps_per_epoch = whole if (drop_last or rest == 0 or sample == "replace") else whole + 1
         if self.steps_per_epoch == 0:
             raise ValueError("Minibatches: fewer samples than one batch")
         self._order: tuple[int, np.ndarray] | None = None
 
-    def _epoch_order(self, epoch: int) -> np.ndarray | None:
-        if self.shuffle_seed is None:
-            return None
+    def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._order is None or self._order[0] != epoch:
-            rng = np.random.RandomState(self.shuffle_seed + epoch)
+            rng = np.random.RandomState(self.seed + epoch)
             self._order = (epoch, rng.permutation(self.size))
         return self._order[1]
 
-    def batch(self, epoch: int, index: int) -> Batch:
+    def rows(self, epoch: int, index: int) -> np.ndarray | slice:
+        """The rows of the step at ``index`` of ``epoch`` (a slice when they are consecutive)."""
         start = index * self.batch_size
         stop = start + self.batch_size
-        order = self._epoch_order(epoch)
-        if order is None:
-            return {name: a[start:stop] for name, a in self.arrays.items()}
-        rows = order[start:stop]
+        if self.sample == "sequential":
+            return slice(start, stop)
+        if self.sample == "shuffle":
+            return self._epoch_order(epoch)[start:stop]
+        # Its own generator per step: the rows of step (epoch, index) never depend on the steps before.
+        rng = np.random.RandomState(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1))
+        return rng.randint(0, self.size, size=self.batch_size)
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        rows = self.rows(epoch, index)
         return {name: a[rows] for name, a in self.arrays.items()}
 
 
@@ -167,13 +202,33 @@ class TensorMap:
 
 @dataclass(frozen=True)
 class NumpySide:
-    """The hand-written side, as separate plain functions (see module docstring)."""
+    """The hand-written side: one step function, or four plain functions (see module docstring).
 
-    forward: Callable[..., Mapping[str, Any]]
-    loss: Callable[..., Any]
-    backward: Callable[..., Mapping[str, Any]]
-    update: Callable[..., Any]
+    ``step(weights, batch, hp, state) -> dict`` is the loop body as written:
+    forward, loss, gradients and the update of ``weights`` in place, returning
+    ``"loss"`` and whatever else to compare (activations by name, printed
+    scalars, gradients as ``"grad NAME"``). Or the same cut into ``forward``,
+    ``loss``, ``backward`` and ``update``.
+    """
+
+    forward: Callable[..., Mapping[str, Any]] | None = None
+    loss: Callable[..., Any] | None = None
+    backward: Callable[..., Mapping[str, Any]] | None = None
+    update: Callable[..., Any] | None = None
     metrics: Callable[..., Mapping[str, float]] | None = None
+    step: Callable[..., Mapping[str, Any]] | None = None
+
+    def problems(self) -> list[str]:
+        pieces = {"forward": self.forward, "loss": self.loss, "backward": self.backward, "update": self.update}
+        given = [name for name, fn in pieces.items() if fn is not None]
+        return _form_problems("numpy", self.step, given, list(pieces), "(weights, batch, hp, state)")
+
+    def call_loss(self, acts: Any, batch: Batch, hp: Hyper, weights: Weights) -> Any:
+        """``loss(acts, batch, hp)``, or ``loss(acts, batch, hp, weights)`` when it takes the weights (an L2 term)."""
+        assert self.loss is not None
+        if takes(self.loss, 4):
+            return self.loss(acts, batch, hp, weights)
+        return self.loss(acts, batch, hp)
 
 
 def default_torch_backward(model: Any, optimizer: Any, loss: Any, hp: Hyper) -> None:
@@ -190,24 +245,111 @@ def default_torch_update(model: Any, optimizer: Any, state: dict, hp: Hyper) -> 
     optimizer.step()
 
 
+SCHEDULER_EVERY = ("step", "epoch")
+
+
 @dataclass(frozen=True)
 class TorchSide:
     """The PyTorch side, written the way the thread writes it.
 
-    ``model(hp)`` builds the ``nn.Module``; ``forward(model, batch, hp)``
-    returns its named activations as an explicit dict (the output included);
-    ``loss(acts, batch, hp)`` returns the tensor ``backward`` runs on, or a
-    dict whose ``"loss"`` is that tensor and whose other entries are reported
-    values. ``batch`` holds torch tensors in the run's dtype and device.
+    ``model(hp)`` builds the ``nn.Module`` (``model(hp, weights)`` is given the
+    initial weights too, for code that loads them itself). Then either
+    ``step(model, optimizer, batch, hp, state) -> dict``, the loop body exactly
+    as written (``zero_grad()`` or not, ``optimizer.step()`` or a manual
+    update), returning ``"loss"`` and the activations to compare; or the
+    pieces: ``forward(model, batch, hp)`` returns its named activations as an
+    explicit dict (the output included); ``loss(acts, batch, hp)`` (or
+    ``loss(acts, batch, hp, model)``) returns the tensor ``backward`` runs on,
+    or a dict whose ``"loss"`` is that tensor and whose other entries are
+    reported values. ``batch`` holds torch tensors on the run's device: floats
+    in the run's dtype, integers as ``torch.int64``.
+
+    ``scheduler(optimizer, hp)`` makes a learning-rate scheduler that gradstep
+    steps after every step's update (``scheduler_every="step"``) or after an
+    epoch's last step (``"epoch"``).
     """
 
     model: Callable[..., Any]
-    forward: Callable[..., Mapping[str, Any]]
-    loss: Callable[..., Any]
+    forward: Callable[..., Mapping[str, Any]] | None = None
+    loss: Callable[..., Any] | None = None
     optimizer: Callable[..., Any] | None = None
     backward: Callable[..., None] = default_torch_backward
     update: Callable[..., None] = default_torch_update
     metrics: Callable[..., Mapping[str, float]] | None = None
+    step: Callable[..., Mapping[str, Any]] | None = None
+    scheduler: Callable[..., Any] | None = None
+    scheduler_every: str = "step"
+
+    def problems(self) -> list[str]:
+        given = [name for name in ("forward", "loss") if getattr(self, name) is not None]
+        given += [name for name, fn, default in (("backward", self.backward, default_torch_backward),
+                                                 ("update", self.update, default_torch_update)) if fn is not default]
+        out = _form_problems("torch", self.step, given, ["forward", "loss"], "(model, optimizer, batch, hp, state)")
+        if not callable(self.model):
+            out.append("torch model must be a function of the hyper-parameters that returns an nn.Module")
+        if self.scheduler is not None and self.optimizer is None:
+            out.append("torch scheduler needs an optimizer: scheduler(optimizer, hp) makes it from one")
+        if self.scheduler_every not in SCHEDULER_EVERY:
+            out.append(f"torch scheduler_every must be 'step' or 'epoch', not {self.scheduler_every!r}")
+        return out
+
+    def call_loss(self, acts: Any, batch: Any, hp: Hyper, model: Any) -> Any:
+        """``loss(acts, batch, hp)``, or ``loss(acts, batch, hp, model)`` when it takes the model (an L2 term)."""
+        assert self.loss is not None
+        if takes(self.loss, 4):
+            return self.loss(acts, batch, hp, model)
+        return self.loss(acts, batch, hp)
+
+    def build_model(self, hp: Hyper, weights: Weights) -> Any:
+        """``model(hp)``, or ``model(hp, weights)`` when it takes the initial weights (copies: it may change them)."""
+        if takes(self.model, 2):
+            return self.model(hp, {n: np.array(w, copy=True) for n, w in weights.items()})
+        return self.model(hp)
+
+
+def _form_problems(side: str, step: Any, pieces_given: list[str], pieces_needed: list[str],
+                   arguments: str) -> list[str]:
+    """A side is one step function or its pieces, never both, never neither."""
+    if step is not None:
+        if not callable(step):
+            return [f"{side} step must be a function {arguments}"]
+        if not takes(step, arguments.count(",") + 1):
+            return [f"{side} step {_where(step)}takes other arguments than {arguments}"]
+        if pieces_given:
+            return [f"{side} has a step function and pieces too ({', '.join(pieces_given)}): the step is the whole "
+                    "loop body, so give one or the other"]
+        return []
+    missing = [name for name in pieces_needed if name not in pieces_given]
+    if missing:
+        return [f"{side} needs a step function (step=...) or its pieces; {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} missing"]
+    return []
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    name = getattr(fn, "__name__", "")
+    return f"{name} ({code.co_filename}:{code.co_firstlineno}) " if code is not None else f"{name} "
+
+
+def takes(fn: Callable[..., Any], count: int) -> bool:
+    """Whether ``fn`` can be called with ``count`` positional arguments (how optional arguments are offered)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: call it the plain way
+        return False
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+def set_position(hp: Hyper, step: int, steps_per_epoch: int) -> tuple[int, int]:
+    """Set ``hp.step``, ``hp.epoch`` and ``hp.index`` for a call at ``step``; return (epoch, index)."""
+    epoch, index = divmod(step, steps_per_epoch)
+    hp.step, hp.epoch, hp.index = step, epoch, index
+    return epoch, index
 
 
 @dataclass(frozen=True)

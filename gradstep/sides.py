@@ -27,6 +27,15 @@ import torch
 from gradstep import keys
 from gradstep.loader import mapping_line
 from gradstep.scenario import Batch, Hyper, Scenario, TensorMap
+from gradstep.step_function import (
+    GradientWatch,
+    StepContractError,
+    StepOutputs,
+    definition_site,
+    numpy_outputs,
+    read_outputs,
+    torch_value,
+)
 
 Tensors = dict[str, np.ndarray]
 
@@ -42,6 +51,11 @@ class ScenarioError(Exception):
         self.side, self.function, self.error, self.step = side, function, error, step
         self.location = _user_frame(error)
         super().__init__(side, function, error)
+
+    @property
+    def broke_contract(self) -> bool:
+        """What the function returned is not what gradstep reads (bad input), rather than its code failing."""
+        return isinstance(self.error, StepContractError)
 
     def __str__(self) -> str:
         at = f" at step {self.step}" if self.step is not None else ""
@@ -145,17 +159,12 @@ class NumpyRunner:
         state = self.state if own else copy.deepcopy(self.state_before)
         out: Tensors = {keys.before(n): w for n, w in start.items()}
         out.update(batch)
-        acts = call("numpy", "forward", self.fns.forward, start, batch, self.hp)
-        out.update(acts)
-        losses = _as_loss_dict(call("numpy", "loss", self.fns.loss, acts, batch, self.hp))
-        self.loss_names = tuple(losses)
-        out.update({n: np.asarray(v) for n, v in losses.items()})
-        grads = call("numpy", "backward", self.fns.backward, start, acts, batch, self.hp)
-        out.update({keys.grad(n): np.asarray(g) for n, g in grads.items()})
         # The update may work in place: never on the arrays recorded as "before".
         work = {n: w.copy() for n, w in start.items()}
-        new = call("numpy", "update", self.fns.update, work, grads, state, self.hp)
-        after = dict(new) if new is not None else work
+        if self.fns.step is not None:
+            after = self._whole_step(work, batch, state, out)
+        else:
+            after = self._pieces_step(start, work, batch, state, out)
         after = {n: np.asarray(w) for n, w in after.items()}
         out.update(updates(start, after))
         out.update({keys.after(n): w for n, w in after.items()})
@@ -163,12 +172,34 @@ class NumpyRunner:
             self.weights = after
         return out
 
+    def _whole_step(self, work: dict[str, np.ndarray], batch: Batch, state: dict, out: Tensors) -> dict:
+        """The user's loop body on ``work`` (updated in place): record what it returns."""
+        produced = call("numpy", "step", self.fns.step, work, batch, self.hp, state)
+        parts = _read_step(produced, "numpy", self.fns.step)
+        self.loss_names = tuple(parts.losses)
+        out.update(numpy_outputs(parts))
+        return work
+
+    def _pieces_step(self, start: dict, work: dict, batch: Batch, state: dict, out: Tensors) -> dict:
+        acts = call("numpy", "forward", self.fns.forward, start, batch, self.hp)
+        out.update(acts)
+        losses = _as_loss_dict(call("numpy", "loss", self.fns.call_loss, acts, batch, self.hp, start))
+        self.loss_names = tuple(losses)
+        out.update({n: np.asarray(v) for n, v in losses.items()})
+        grads = call("numpy", "backward", self.fns.backward, start, acts, batch, self.hp)
+        out.update({keys.grad(n): np.asarray(g) for n, g in grads.items()})
+        new = call("numpy", "update", self.fns.update, work, grads, state, self.hp)
+        return dict(new) if new is not None else work
+
     def advance(self, batch: Batch) -> None:
         """One step with nothing recorded: how a replay catches up to the step it was asked for."""
-        acts = call("numpy", "forward", self.fns.forward, self.weights, batch, self.hp)
-        call("numpy", "loss", self.fns.loss, acts, batch, self.hp)
-        grads = call("numpy", "backward", self.fns.backward, self.weights, acts, batch, self.hp)
         # In place is safe: a replay's weights are its own copies, never recorded ones.
+        if self.fns.step is not None:
+            call("numpy", "step", self.fns.step, self.weights, batch, self.hp, self.state)
+            return
+        acts = call("numpy", "forward", self.fns.forward, self.weights, batch, self.hp)
+        call("numpy", "loss", self.fns.call_loss, acts, batch, self.hp, self.weights)
+        grads = call("numpy", "backward", self.fns.backward, self.weights, acts, batch, self.hp)
         new = call("numpy", "update", self.fns.update, self.weights, grads, self.state, self.hp)
         if new is not None:
             self.weights = {n: np.asarray(w) for n, w in new.items()}
@@ -214,7 +245,7 @@ class TorchRunner:
         self.hp = hp
         self.device = torch.device(device)
         self.dtype = dtype
-        model = call("torch", "model", self.fns.model, hp)
+        model = call("torch", "model", self.fns.build_model, hp, weights)
         self.model = model.to(device=self.device, dtype=dtype)
         self.params = dict(self.model.named_parameters())
         self.weight_maps, self.act_maps = _split_mapping(scenario.mapping, self.params)
@@ -224,6 +255,8 @@ class TorchRunner:
         if scenario.share_init:
             self._load_weights(weights)
         self.optimizer = call("torch", "optimizer", self.fns.optimizer, self.model, hp) if self.fns.optimizer else None
+        self.scheduler = (call("torch", "scheduler", self.fns.scheduler, self.optimizer, hp)
+                          if self.fns.scheduler else None)
         self.state: dict[str, Any] = {}
         self.loss_names: tuple[str, ...] = ()
         # Activation names whose gradients the NumPy side reports (None: not known yet).
@@ -258,9 +291,14 @@ class TorchRunner:
         return self._params_to_numpy(_detached)
 
     def to_torch_batch(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return {
-            n: torch.as_tensor(np.asarray(a), device=self.device).to(self.dtype) for n, a in batch.items()
-        }
+        """The batch as tensors on the run's device: integers as int64 (class labels, indices), booleans as
+        they are, anything else in the run's dtype."""
+        return {n: self._to_torch(np.asarray(a)) for n, a in batch.items()}
+
+    def _to_torch(self, array: np.ndarray) -> torch.Tensor:
+        kind = array.dtype.kind
+        dtype = torch.int64 if kind in "iu" else (torch.bool if kind == "b" else self.dtype)
+        return torch.as_tensor(array, device=self.device).to(dtype)
 
     def step(self, batch: Batch) -> Tensors:
         # The weights a step starts from are the ones the last step ended with: no second copy.
@@ -268,37 +306,80 @@ class TorchRunner:
         out: Tensors = {keys.before(n): w for n, w in before.items()}
         tbatch = self.to_torch_batch(batch)
         out.update({n: _np(t) for n, t in tbatch.items()})
+        if self.fns.step is not None:
+            self._whole_step(tbatch, out)
+        else:
+            self._pieces_step(tbatch, out)
+        self._schedule()
+        self._last_after = self._params_to_numpy(_detached, copy=True)
+        out.update(updates(before, self._last_after))
+        out.update({keys.after(n): w for n, w in self._last_after.items()})
+        return out
+
+    def _pieces_step(self, tbatch: dict[str, torch.Tensor], out: Tensors) -> None:
         acts = call("torch", "forward", self.fns.forward, self.model, tbatch, self.hp)
         self._check_activation_maps(acts)
         for name in self.retain or ():
             if name in acts and acts[name].requires_grad:
                 acts[name].retain_grad()
         out.update(self._acts_to_numpy(acts))
-        losses = _as_loss_dict(call("torch", "loss", self.fns.loss, acts, tbatch, self.hp))
+        losses = _as_loss_dict(call("torch", "loss", self.fns.call_loss, acts, tbatch, self.hp, self.model))
         self.loss_names = tuple(losses)
         out.update({n: _np(v.detach()) if torch.is_tensor(v) else np.asarray(v) for n, v in losses.items()})
         call("torch", "backward", self.fns.backward, self.model, self.optimizer, losses["loss"], self.hp)
         # Copied: the update may zero or change the gradients in place.
         grads = self._params_to_numpy(_grad, copy=True)
         out.update({keys.grad(n): g for n, g in grads.items()})
+        self._activation_grads(acts, out)
+        call("torch", "update", self.fns.update, self.model, self.optimizer, self.state, self.hp)
+
+    def _whole_step(self, tbatch: dict[str, torch.Tensor], out: Tensors) -> None:
+        """The user's loop body, with each parameter's gradient recorded as its update reads it."""
+        # Without an optimizer the update is a manual one: watch the step's writes into the parameters.
+        watch = GradientWatch(self.params.values(), watch_writes=self.optimizer is None,
+                              retain_activations=bool(self.retain))
+        with watch:
+            produced = call("torch", "step", self.fns.step, self.model, self.optimizer, tbatch, self.hp, self.state)
+        parts = _read_step(produced, "torch", self.fns.step)
+        named = {n: torch_value(v, self.dtype) for n, v in produced.items() if n in parts.values or n in parts.losses}
+        self._check_activation_maps(named)
+        self.loss_names = tuple(parts.losses)
+        out.update(self._acts_to_numpy(named))
+        grads = self._params_to_numpy(watch.gradient, copy=True)
+        out.update({keys.grad(n): g for n, g in grads.items()})
+        self._activation_grads(parts.values, out)
+        for name, value in parts.grads.items():  # activation gradients the step took itself
+            if name in self.params:
+                raise _step_contract_error("torch", self.fns.step, f"'grad {name}': gradstep records the "
+                                           "gradients of the model's parameters itself, as the update reads them")
+            out[keys.grad(self._act_name(name))] = self._act_to_numpy(name, value)
+
+    def _activation_grads(self, acts: Mapping[str, Any], out: Tensors) -> None:
         for name in self.retain or ():
             t = acts.get(name)
-            if t is not None and t.grad is not None:
+            if torch.is_tensor(t) and t.grad is not None:
                 out[keys.grad(name)] = self._act_to_numpy(name, t.grad)
-        call("torch", "update", self.fns.update, self.model, self.optimizer, self.state, self.hp)
-        self._last_after = self._params_to_numpy(_detached, copy=True)
-        out.update(updates(before, self._last_after))
-        out.update({keys.after(n): w for n, w in self._last_after.items()})
-        return out
+
+    def _schedule(self) -> None:
+        """The scheduler's step, after every step's update or after an epoch's last one."""
+        if self.scheduler is None:
+            return
+        last = getattr(self.hp, "steps_per_epoch", 1) - 1
+        if self.fns.scheduler_every == "step" or getattr(self.hp, "index", 0) == last:
+            call("torch", "scheduler", self.scheduler.step)
 
     def advance(self, batch: Batch) -> None:
         """One step with nothing recorded (see NumpyRunner.advance)."""
         tbatch = self.to_torch_batch(batch)
-        acts = call("torch", "forward", self.fns.forward, self.model, tbatch, self.hp)
-        self._check_activation_maps(acts)
-        losses = _as_loss_dict(call("torch", "loss", self.fns.loss, acts, tbatch, self.hp))
-        call("torch", "backward", self.fns.backward, self.model, self.optimizer, losses["loss"], self.hp)
-        call("torch", "update", self.fns.update, self.model, self.optimizer, self.state, self.hp)
+        if self.fns.step is not None:
+            call("torch", "step", self.fns.step, self.model, self.optimizer, tbatch, self.hp, self.state)
+        else:
+            acts = call("torch", "forward", self.fns.forward, self.model, tbatch, self.hp)
+            self._check_activation_maps(acts)
+            losses = _as_loss_dict(call("torch", "loss", self.fns.call_loss, acts, tbatch, self.hp, self.model))
+            call("torch", "backward", self.fns.backward, self.model, self.optimizer, losses["loss"], self.hp)
+            call("torch", "update", self.fns.update, self.model, self.optimizer, self.state, self.hp)
+        self._schedule()
         self._last_after = None
 
     def _check_activation_maps(self, acts: Mapping[str, Any]) -> None:
@@ -370,6 +451,7 @@ class TorchRunner:
             "params": {n: p.detach().clone() for n, p in self.params.items()},
             "grads": {n: None if p.grad is None else p.grad.detach().clone() for n, p in self.params.items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()) if self.optimizer else None,
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler else None,
             "state": copy.deepcopy(self.state),
             "rng": torch.get_rng_state(),
         }
@@ -382,6 +464,8 @@ class TorchRunner:
                 p.grad = None if g is None else g.clone()
         if self.optimizer is not None:
             self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(copy.deepcopy(snap["scheduler"]))
         self.state = copy.deepcopy(snap["state"])
         torch.set_rng_state(snap["rng"])
         self._last_after = None
@@ -389,6 +473,20 @@ class TorchRunner:
 
 def _detached(p: torch.Tensor) -> torch.Tensor:
     return p.detach()
+
+
+def _read_step(produced: Any, side: str, fn: Callable[..., Any]) -> StepOutputs:
+    try:
+        return read_outputs(produced)
+    except StepContractError as error:
+        raise _step_contract_error(side, fn, str(error)) from None
+
+
+def _step_contract_error(side: str, fn: Callable[..., Any], message: str) -> ScenarioError:
+    """What a step function returned breaks the contract: located at its ``def`` (no frame of it is left)."""
+    error = ScenarioError(side, "step", StepContractError(message))
+    error.location = definition_site(fn)
+    return error
 
 
 def _grad(p: torch.Tensor) -> torch.Tensor | None:

@@ -202,7 +202,8 @@ def torch_model(hp: Hyper) -> RawWeights:
 
 
 def torch_forward(model: RawWeights, batch: dict, hp: Hyper) -> dict[str, torch.Tensor]:
-    x_, y_ = batch["x"], batch["y"]
+    # The thread's Variable(th.from_numpy(trX[start:end]).type(dtype)): the integer arrays as floats.
+    x_, y_ = batch["x"].type(hp.torch_dtype), batch["y"].type(hp.torch_dtype)
     a2 = x_.mm(model.w1) + model.b1
     h2 = a2.sigmoid()
     a3 = h2.mm(model.w2) + model.b2

@@ -185,17 +185,19 @@ def torch_model(hp: Hyper) -> nn.Module:
 
 def torch_forward(model: nn.Module, batch: dict, hp: Hyper) -> dict[str, torch.Tensor]:
     # predictions = model(X), split after the first sigmoid to show the hidden layer
-    layer1 = model[:2](batch["x"])
+    # The thread's tensor([[0,0], [0,1], [1,0], [1,1]]).float(): the integer X as floats.
+    layer1 = model[:2](batch["x"].to(hp.torch_dtype))
     predictions = model[2:](layer1)
     return {"layer1": layer1, "layer2": predictions}
 
 
 def torch_loss(acts: dict, batch: dict, hp: Hyper) -> dict[str, torch.Tensor]:
     criterion = nn.MSELoss()
+    Y = batch["y"].to(hp.torch_dtype)  # the thread's tensor([[0],[1],[1],[0]]).float()
     # Calculate the cost between the predictions and the truth.
-    loss = criterion(acts["layer2"], batch["y"])
+    loss = criterion(acts["layer2"], Y)
     # The answer's torch_losses_manual: np.mean((x - y)**2) of the predictions.
-    manual = ((acts["layer2"] - batch["y"]) ** 2).mean().detach()
+    manual = ((acts["layer2"] - Y) ** 2).mean().detach()
     return {"loss": loss, "mse": manual}
 
 

@@ -26,7 +26,7 @@ TORCH_LOSS = [1.44, 7.0756000000000006, 16.548623999999997]
 
 def walkthrough() -> str:
     text = DOC.read_text()
-    return text[text.index("## Your own scenario, step by step"):text.index("## The fields")]
+    return text[text.index("## The pieces form, step by step"):text.index("## The fields")]
 
 
 def blocks(fence: str) -> list[str]:

@@ -35,6 +35,7 @@ from gradstep.diagnosis.rules.structure import (
 )
 from gradstep.diagnosis.rules.updates import penalty_findings, update_rule_findings
 from gradstep.diagnosis.view import StepView
+from gradstep.diagnosis.words import in_step_terms
 from gradstep.engine import Engine
 
 Rule = Callable[[StepView, Probe | None, list[Finding]], list[Finding]]
@@ -85,7 +86,8 @@ def diagnose(engine: Engine, step: int | None = None, *, strict: bool = False) -
         later = engine.first_nonfinite
         if later is not None and later != step and later < engine.next_step:
             findings += run_rules(probe.view(later), probe, rules=(unstable_findings,), strict=strict)
-    return rank(findings, view)
+    step_sides = {side for side in ("numpy", "torch") if getattr(engine.scenario, side).step is not None}
+    return [in_step_terms(f, step_sides) for f in rank(findings, view)]
 
 
 def diagnose_view(view: StepView, rules: tuple[Rule, ...] = RULES, *, strict: bool = True) -> list[Finding]:

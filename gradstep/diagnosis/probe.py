@@ -86,6 +86,8 @@ class Probe:
     def torch_zeroing_function(self) -> str:
         """Where the torch side's gradients are (or should be) zeroed."""
         fns = self.scenario.torch
+        if fns.step is not None:
+            return "torch.step"
         for name, fn, default in (("torch.update", fns.update, default_torch_update),
                                   ("torch.backward", fns.backward, default_torch_backward)):
             if fn is not default and "zero_" in _source(fn):

@@ -19,6 +19,7 @@ import torch
 
 from gradstep import keys
 from gradstep.engine import Engine, rng_preserved
+from gradstep.scenario import set_position
 from gradstep.sides import TorchRunner
 from gradstep.trace import StepRecord
 
@@ -34,9 +35,12 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def hyper_for(engine: Engine, dtype: torch.dtype = torch.float64) -> Any:
+def hyper_for(engine: Engine, dtype: torch.dtype = torch.float64, step: int | None = None) -> Any:
+    """The run's hyper-parameters for a replica on the CPU in ``dtype``, as of ``step`` (hp.step, epoch, index)."""
     hp = copy.copy(engine.live.hp)
     hp.torch_dtype, hp.device = dtype, "cpu"
+    if step is not None:
+        set_position(hp, step, engine.steps_per_epoch)
     return hp
 
 
@@ -65,7 +69,7 @@ class TorchReplica:
     def __init__(self, engine: Engine, record: StepRecord, side: str = "torch"):
         self.engine = engine
         self.record = record
-        self.hp = hyper_for(engine)
+        self.hp = hyper_for(engine, step=record.step)
         source = getattr(record, side)
         scenario = dataclasses.replace(engine.scenario, share_init=True) if _has_share_init(engine) else engine.scenario
         start = {m.numpy: np.asarray(source[keys.before(m.numpy)], dtype=np.float64)
@@ -110,21 +114,40 @@ class TorchReplica:
                 self.runner.params[name].copy_(torch.as_tensor(np.asarray(value, dtype=np.float64)))
 
     def loss(self) -> float:
-        """torch.forward + torch.loss at the current weights, in float64."""
+        """torch.forward + torch.loss at the current weights, in float64 (or the loss torch.step returns)."""
         fns = self.runner.fns
+        if fns.step is not None:
+            return scalar_loss(self._whole_step()["loss"])
         with torch.no_grad(), rng_preserved():
             acts = fns.forward(self.runner.model, self.tbatch, self.hp)
-            return scalar_loss(fns.loss(acts, self.tbatch, self.hp))
+            return scalar_loss(fns.call_loss(acts, self.tbatch, self.hp, self.runner.model))
+
+    def _whole_step(self) -> dict[str, np.ndarray]:
+        """torch.step from the current weights with no gradient left over, everything put back after."""
+        snapshot = self.runner.snapshot()
+        for p in self.runner.params.values():
+            p.grad = None
+        try:
+            with rng_preserved():
+                return self.runner.step(self.batch)
+        finally:
+            self.runner.restore(snapshot)
 
     def step_outputs(self) -> dict[str, np.ndarray]:
-        """Forward, loss and fresh autograd gradients (no update), in the NumPy side's names and layout."""
+        """Forward, loss and fresh autograd gradients (no update), in the NumPy side's names and layout.
+
+        For a step function: what it returns and the gradients its update reads, run with no gradient
+        left over from before (the update it makes is undone)."""
+        if self.runner.fns.step is not None:
+            out = self._whole_step()
+            return {k: v for k, v in out.items() if not k.startswith(("before ", "after ")) and k not in self.batch}
         for p in self.runner.params.values():
             p.grad = None
         fns = self.runner.fns
         with rng_preserved():
             acts = fns.forward(self.runner.model, self.tbatch, self.hp)
             out = self._acts_to_numpy(acts)
-            losses = loss_dict(fns.loss(acts, self.tbatch, self.hp))
+            losses = loss_dict(fns.call_loss(acts, self.tbatch, self.hp, self.runner.model))
             out.update({n: _array(v) for n, v in losses.items()})
             losses["loss"].backward()
         for name in self.weight_names:
@@ -157,22 +180,34 @@ class NumpyReplica:
 
     def __init__(self, engine: Engine, record: StepRecord, weights: Mapping[str, np.ndarray]):
         self.fns = engine.scenario.numpy
-        self.hp = hyper_for(engine)
+        self.hp = hyper_for(engine, step=record.step)
         self.weights = {n: np.array(w, dtype=np.float64) for n, w in weights.items()}
         self.batch = batch_float64(engine.live.data.batch(record.epoch, record.index))
+        self.state = copy.deepcopy(engine.live.numpy.state)  # a step function's update may need it
 
     def loss(self, weights: Mapping[str, np.ndarray] | None = None) -> float:
         w = self.weights if weights is None else weights
+        if self.fns.step is not None:
+            return scalar_loss(self._whole_step(w))
         with rng_preserved():
             acts = self.fns.forward(w, self.batch, self.hp)
-            return scalar_loss(self.fns.loss(acts, self.batch, self.hp))
+            return scalar_loss(self.fns.call_loss(acts, self.batch, self.hp, w))
+
+    def _whole_step(self, weights: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """numpy.step on copies of ``weights`` (its update changes only them) and of the state."""
+        with rng_preserved():
+            produced = self.fns.step({n: w.copy() for n, w in weights.items()}, self.batch, self.hp,
+                                     copy.deepcopy(self.state))
+        return dict(produced)
 
     def step_outputs(self) -> dict[str, np.ndarray]:
+        if self.fns.step is not None:
+            return {n: np.asarray(v) for n, v in self._whole_step(self.weights).items()}
         with rng_preserved():
             weights = {n: w.copy() for n, w in self.weights.items()}
             acts = dict(self.fns.forward(weights, self.batch, self.hp))
             out = {n: np.asarray(v) for n, v in acts.items()}
-            losses = loss_dict(self.fns.loss(acts, self.batch, self.hp))
+            losses = loss_dict(self.fns.call_loss(acts, self.batch, self.hp, weights))
             out.update({n: np.asarray(v) for n, v in losses.items()})
             grads = self.fns.backward(weights, acts, self.batch, self.hp)
             out.update({keys.grad(n): np.asarray(g) for n, g in grads.items()})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from fractions import Fraction
 
 import numpy as np
 
 from gradstep.compare import Status, TensorComparison
-from gradstep.diagnosis.findings import num, shape_text
+from gradstep.diagnosis.findings import Finding, num, shape_text
 
 FUNCTION_OF_PHASE = {"before": "init", "input": "data", "forward": "forward", "loss": "loss", "grad": "backward",
                      "update": "update", "after": "update"}
@@ -76,3 +78,29 @@ def join_names(names: list[str] | tuple[str, ...], limit: int = 6) -> str:
     if len(names) > limit:
         return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
     return ", ".join(names)
+
+
+_PIECE = re.compile(r"\b(numpy|torch)\.(forward|loss|backward|update)\b")
+_PART_OF_STEP = {"forward": "its forward", "loss": "its loss", "backward": "its gradients", "update": "its update"}
+
+
+def in_step_terms(finding: Finding, step_sides: set[str]) -> Finding:
+    """A finding about a side written as one step function, naming that function instead of its pieces.
+
+    Rules speak of ``numpy.backward`` or ``torch.loss``; a side with a step
+    function has none: ``numpy.step (its gradients)`` in sentences, and
+    ``numpy.step`` as the function to patch.
+    """
+    if not step_sides:
+        return finding
+
+    def words(match: re.Match[str]) -> str:
+        side, piece = match.group(1), match.group(2)
+        return f"{side}.step ({_PART_OF_STEP[piece]})" if side in step_sides else match.group(0)
+
+    def name(match: re.Match[str]) -> str:
+        return f"{match.group(1)}.step" if match.group(1) in step_sides else match.group(0)
+
+    function = _PIECE.sub(name, finding.function) if finding.function else finding.function
+    return dataclasses.replace(finding, cause=_PIECE.sub(words, finding.cause),
+                               evidence=tuple(_PIECE.sub(words, e) for e in finding.evidence), function=function)

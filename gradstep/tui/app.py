@@ -30,7 +30,7 @@ from textual.worker import Worker, WorkerState
 
 from gradstep.device import release_device_memory
 from gradstep.engine import Engine
-from gradstep.patch import TARGETS, Patch
+from gradstep.patch import Patch
 from gradstep.tui.bindings import (
     DIAGNOSIS_BINDINGS,
     EDITOR_BINDINGS,
@@ -306,14 +306,15 @@ class GradstepApp(App[None]):
         session = self.debugger.patches
         # A draft left unapplied reopens where it was left; else the formula the first finding blames.
         draft = session.last_target if session.last_target in session.drafts else None
-        target = draft or self._suggested_target() or session.last_target or "numpy.backward"
+        target = (draft or self._suggested_target(session.targets) or session.last_target
+                  or _first_gradient(session.targets))
         scenario = f"{session.base.name} ({session.base.variant})"
         self.push_screen(PatchEditor(session, target, scenario))
 
-    def _suggested_target(self) -> str | None:
-        """The formula the first finding blames, if it can be patched: it wins over the formula edited last."""
+    def _suggested_target(self, targets: list[str]) -> str | None:
+        """The formula the diagnosis blames first, if it is one that can be patched."""
         findings = self.diagnosis.findings if self.diagnosis is not None else ()
-        return findings[0].function if findings and findings[0].function in TARGETS else None
+        return next((f.function for f in findings if f.function in targets), None)
 
     def apply_patch(self, target: str, text: str) -> bool:
         """Validate and replay with ``text`` as ``target``; False when it waits for the job in flight."""
@@ -529,3 +530,8 @@ def create_app(engine: Engine, *, hex_bits: bool = False, keymap: dict[str, str]
     keys = dict(load_keymap(keymap_file) if (user_keymap or keymap_file) else {})
     keys.update(keymap or {})
     return GradstepApp(engine, hex_bits=hex_bits, keymap=keys, present=present)
+
+
+def _first_gradient(targets: list[str]) -> str:
+    """Where the editor opens when nothing suggests a formula: the NumPy gradient, else the NumPy step."""
+    return next((t for t in ("numpy.backward", "numpy.step") if t in targets), targets[0])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gradstep import patch as patching
-from gradstep.patch import TARGETS, Patch, PatchError, PatchSet
+from gradstep.patch import Patch, PatchError, PatchSet
 from gradstep.sides import ScenarioError
 from gradstep.tui.frame import INITIAL, ErrorInfo, Frame
 
@@ -71,7 +71,8 @@ class PatchSession:
     # ---- read on the UI thread -----------------------------------------------------
     @property
     def targets(self) -> list[str]:
-        return list(TARGETS)
+        """The scenario's patchable functions: a side's step function, or its pieces."""
+        return patching.targets_for(self.base)
 
     def in_force(self) -> dict[str, Patch]:
         return self.history.in_force()

@@ -24,6 +24,7 @@ from gradstep.diagnosis.findings import Finding, num, shape_text
 from gradstep.diagnosis.probe import Probe
 from gradstep.diagnosis.replica import rng_preserved
 from gradstep.diagnosis.view import StepView
+from gradstep.scenario import set_position
 
 SYMBOLS = {"subtract": "-", "add": "+", "multiply": "*", "divide": "/", "true_divide": "/", "not_equal": "!=",
            "equal": "==", "greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=", "power": "**"}
@@ -120,13 +121,19 @@ def watch_numpy_side(probe: Probe, step: int) -> list[Broadcast]:
     """Re-run NumPy's forward, loss, backward, update and metrics at ``step`` on watched arrays."""
     engine, record = probe.engine, probe.record(step)
     fns, hp = probe.scenario.numpy, copy.copy(engine.live.hp)
+    set_position(hp, record.step, engine.steps_per_epoch)
     weights = {n: np.array(record.numpy[keys.before(n)]) for n in engine.live.numpy_weight_names(record)}
     batch = engine.live.data.batch(record.epoch, record.index)
     events: list[Broadcast] = []
     with rng_preserved():
-        acts = _run(events, "numpy.forward", fns.forward, watch(dict(weights)), watch(dict(batch)), hp)
+        if fns.step is not None:
+            _run(events, "numpy.step", fns.step, watch({n: w.copy() for n, w in weights.items()}), watch(dict(batch)),
+                 hp, copy.deepcopy(engine.live.numpy.state))
+            acts = None
+        else:
+            acts = _run(events, "numpy.forward", fns.forward, watch(dict(weights)), watch(dict(batch)), hp)
         if acts is not None:
-            _run(events, "numpy.loss", fns.loss, acts, watch(dict(batch)), hp)
+            _run(events, "numpy.loss", fns.call_loss, acts, watch(dict(batch)), hp, watch(dict(weights)))
             grads = _run(events, "numpy.backward", fns.backward, watch(dict(weights)), acts, watch(dict(batch)), hp)
             if grads is not None:
                 _run(events, "numpy.update", fns.update, watch({n: w.copy() for n, w in weights.items()}), grads,
@@ -140,12 +147,16 @@ def watch_torch_side(probe: Probe, step: int) -> list[Broadcast]:
     replica = probe.torch_replica(step)
     events: list[Broadcast] = []
     fns = replica.runner.fns
+    if fns.step is not None:  # the whole loop body: its backward needs autograd
+        with rng_preserved(), recording("torch", "torch.step", events), _TorchWatch():
+            _quiet(fns.step, replica.runner.model, replica.runner.optimizer, replica.tbatch, replica.hp, {})
+        return events
     with rng_preserved(), torch.no_grad():
         with recording("torch", "torch.forward", events), _TorchWatch():
             acts = _quiet(fns.forward, replica.runner.model, replica.tbatch, replica.hp)
         if acts is not None:
             with recording("torch", "torch.loss", events), _TorchWatch():
-                _quiet(fns.loss, acts, replica.tbatch, replica.hp)
+                _quiet(fns.call_loss, acts, replica.tbatch, replica.hp, replica.runner.model)
     return events
 
 
@@ -175,8 +186,8 @@ def _finding(view: StepView, probe: Probe, event: Broadcast) -> Finding:
     (a, b) = event.shapes
     op = SYMBOLS.get(event.operation, event.operation)
     phase = event.function.split(".")[1]
-    phases = {"forward": ("forward",), "loss": ("loss",), "backward": ("grad",),
-              "update": ("update", "after")}.get(phase, ())
+    phases = {"forward": ("forward",), "loss": ("loss",), "backward": ("grad",), "update": ("update", "after"),
+              "step": ("forward", "loss", "grad", "update", "after")}.get(phase, ())
     explained = view.diverged_in(*phases)[:3] if phases else []
     cause = (f"{event.function} broadcasts a {shape_text(a)} array against a {shape_text(b)} one in `{op}`: the result "
              f"is a ({n}, {n}) table of every pair, not {n} values, and a mean over it is a plausible-looking wrong "

@@ -17,6 +17,7 @@ from gradstep.diagnosis.probe import Probe
 from gradstep.diagnosis.rules.dtypes import rounded_copy
 from gradstep.diagnosis.view import StepView
 from gradstep.diagnosis.words import function_for, join_names, worst_line
+from gradstep.scenario import takes
 
 # ---- a parameter on one side only ------------------------------------------------
 
@@ -90,7 +91,15 @@ def init_findings(view: StepView, probe: Probe | None, found: list[Finding]) -> 
         evidence.append(worst_line(view.comparisons[key]))
         evidence.append(f"numpy {key}: {describe_values(a)}; torch: {describe_values(b)}")
     names = [keys.base_name(k) for k in differing]
-    if not share_init:
+    if not share_init and probe is not None and takes(probe.scenario.torch.model, 2):
+        loaded = [w for w in view.weights if keys.before(w) not in differing and view.agrees(keys.before(w))]
+        carried = f" It carries {join_names(loaded)} across equal." if loaded else ""
+        cause = (f"the initial weights differ before step 0 ({join_names(names)}): torch.model(hp, weights) loads "
+                 "init()'s weights into the model itself (share_init=False), and its loading code leaves "
+                 f"{'these' if len(names) > 1 else 'this one'} as the model made {'them' if len(names) > 1 else 'it'}"
+                 f" or changes {'them' if len(names) > 1 else 'it'}.{carried}")
+        function = "torch.model"
+    elif not share_init:
         cause = (f"the initial weights differ before step 0 ({join_names(names)}): the torch side keeps its own "
                  "initialisation (share_init=False) while NumPy draws its own; give both sides the same start.")
         function = "init"

@@ -1,6 +1,7 @@
 """The patch editor: one of the scenario's formulas in a Python code editor, applied with a replay.
 
-The list on the left holds every patchable formula (``patch.TARGETS``), marked
+The list on the left holds every formula the scenario has (``patch.targets_for``: a
+side's step function, or its pieces), marked
 ``●`` when a patch is in force and ``✎`` when it holds text typed but not
 applied. Applying asks the app to validate and replay on the engine worker;
 the result comes back through :meth:`PatchEditor.show_outcome`: applied, the
@@ -81,7 +82,7 @@ class PatchEditor(Screen[None]):
         self._follow_theme(self.app.current_theme)
         self.app.theme_changed_signal.subscribe(self, self._follow_theme)
         targets = self.query_one("#patch-targets", OptionList)
-        targets.highlighted = list(TARGETS).index(self.target)
+        targets.highlighted = self.session.targets.index(self.target)
         self._title()
         self.hint()
         self.text_area.focus()
@@ -104,7 +105,8 @@ class PatchEditor(Screen[None]):
     def _options(self) -> list[Option]:
         in_force = self.session.in_force()
         options = []
-        for target, what in TARGETS.items():
+        for target in self.session.targets:
+            what = TARGETS[target]
             mark = "●" if target in in_force else "✎" if target in self.session.drafts else " "
             options.append(Option(f"{mark} {target}\n   {what}", id=target))
         return options
@@ -203,7 +205,7 @@ class PatchEditor(Screen[None]):
             self._title()
             self.error_line = None
             self.hint()
-        self.query_one("#patch-targets", OptionList).highlighted = list(TARGETS).index(target)
+        self.query_one("#patch-targets", OptionList).highlighted = self.session.targets.index(target)
         self._choosing(False)
 
     # ---- results ---------------------------------------------------------------------

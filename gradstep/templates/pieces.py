@@ -1,6 +1,7 @@
 """__NAME__: a gradstep scenario. Replace each side with your own loop, piece by piece.
 
-Written by `gradstep new __NAME__`. It runs as it is: `gradstep check __NAME__.py`
+Written by `gradstep new __NAME__ --pieces` (without --pieces, each side is one
+step function: the loop body as you wrote it). It runs as it is: `gradstep check __NAME__.py`
 (the `fixed` variant is at parity; `as-posted` plants the classic bug, a NumPy
 MSE gradient without its factor 2) and `gradstep __NAME__.py` opens it.
 
@@ -95,8 +96,8 @@ def model(hp):
 
 
 def torch_forward(net, batch, hp):
-    # The batch arrives as tensors in hp.torch_dtype on hp.device, integer arrays too:
-    # .long() a label before a loss that wants class indices.
+    # The batch arrives as tensors on hp.device: floats in hp.torch_dtype, integer arrays (class
+    # labels) as torch.int64, as CrossEntropyLoss wants them.
     h = torch.tanh(net.fc1(batch["x"]))
     return {"h": h, "out": net.fc2(h)}
 
