@@ -134,14 +134,10 @@ async def append_to_line(pilot, containing: str, text: str) -> None:
 
 
 async def add_line_after(pilot, containing: str, new: str) -> None:
-    """A new line after the one containing ``containing``, indented like it (the editor does not indent)."""
-    from textual.widgets import TextArea
-
+    """A new line after the one containing ``containing``, typed as a person does: Enter indents it like that one."""
     await _go_to_line(pilot, containing)
-    area = pilot.app.screen.query_one(TextArea)
-    line = area.text.splitlines()[area.cursor_location[0]]
     await pilot.press("end", "enter")
-    await type_text(pilot, " " * (len(line) - len(line.lstrip())) + new)
+    await type_text(pilot, new)
 
 
 async def apply_patch(pilot) -> None:

@@ -78,15 +78,16 @@ SHOW_BINDINGS = [
             id="screenshot"),
 ]
 
-# The patch editor: keys a TextArea does not type (priority, so they work with the cursor in the text).
+# The patch editor: keys a TextArea does not type (priority, so they work with the cursor in the text). Each
+# runs after the keys before it have reached the text (``in_order``): typed, then applied.
 EDITOR_BINDINGS = [
-    Binding("ctrl+r,f5", "apply", "Apply & replay",
+    Binding("ctrl+r,f5", "in_order('apply')", "Apply & replay",
             tooltip="Check the patch on the step's inputs, swap it in and replay from step 0 to the step",
             id="patch_apply", priority=True),
-    Binding("escape", "close", "Close", tooltip="Close the editor, keeping the text; during a replay: cancel it",
-            id="patch_close", priority=True),
-    Binding("ctrl+o", "choose", "Formulas", tooltip="Choose the formula to edit (Enter opens it)",
+    Binding("escape", "in_order('close')", "Close",
+            tooltip="Close the editor, keeping the text; during a replay: cancel it", id="patch_close", priority=True),
+    Binding("ctrl+o", "in_order('choose')", "Formulas", tooltip="Choose the formula to edit (Enter opens it)",
             id="patch_choose", priority=True),
-    Binding("f2", "revert", "Revert", tooltip="Put back the formula in force, dropping the text typed",
+    Binding("f2", "in_order('revert')", "Revert", tooltip="Put back the formula in force, dropping the text typed",
             id="patch_revert", priority=True),
 ]

@@ -36,21 +36,48 @@ COMPACT_WIDTH = 100
 
 
 class PatchText(TextArea):
-    """The code: Enter keeps the line's indentation, one level more after a ``:``. (Not in use yet: the tests
-    that type indented text key by key must first stop typing the indentation themselves.)"""
+    """The code, with two differences from a plain ``TextArea``.
+
+    Enter keeps the line's indentation, one level more after a ``:``, as code editors do.
+
+    Keys are handled in the order they arrive. Textual inserts a typed character or a newline as soon as the
+    editor reads the key, but runs a binding (an arrow, End) only after the key has bubbled up to the app; so
+    keys that arrive together, as over SSH (``Down Down End Enter`` in one read), put the newline first. The
+    editor runs its own bindings the moment it reads their key instead.
+    """
 
     async def _on_key(self, event: events.Key) -> None:
-        if event.key == "enter" and not self.read_only:
+        if self.read_only:
+            await super()._on_key(event)
+            return
+        if event.key == "enter":
             event.stop()
             event.prevent_default()
-            row, column = self.selection.start
-            before = self.document.get_line(row)[:column]
-            indent = before[:len(before) - len(before.lstrip())]
-            if before.rstrip().endswith(":"):
-                indent += " " * self.indent_width
-            self.replace("\n" + indent, *self.selection)
+            self._new_line()
+            return
+        if await self._run_own_binding(event.key):
+            event.stop()
+            event.prevent_default()
             return
         await super()._on_key(event)
+
+    def _new_line(self) -> None:
+        row, column = self.selection.start
+        before = self.document.get_line(row)[:column]
+        indent = before[:len(before) - len(before.lstrip())]
+        if before.rstrip().endswith(":"):
+            indent += " " * self.indent_width
+        self.replace("\n" + indent, *self.selection)
+
+    async def _run_own_binding(self, key: str) -> bool:
+        """Run this editor's binding for ``key`` now (the user's keymap applied); False when it has none."""
+        bindings = self._bindings.copy()
+        if self.app._keymap:  # (Textual's own binding chain applies the keymap the same way)
+            bindings.apply_keymap(self.app._keymap)
+        for binding in bindings.key_to_bindings.get(key, ()):
+            if not binding.priority and await self.app.run_action(binding.action, self):
+                return True
+        return False
 
 
 class PatchEditor(Screen[None]):
@@ -72,7 +99,7 @@ class PatchEditor(Screen[None]):
         with Horizontal(id="editor-body"):
             yield OptionList(*self._options(), id="patch-targets")
             with Vertical(id="editor-main"):
-                yield TextArea.code_editor(self.session.source(self.target), language="python", id="patch-text")
+                yield PatchText.code_editor(self.session.source(self.target), language="python", id="patch-text")
                 yield Static(id="patch-message")
         yield RunBar(id="editor-runbar")
         yield Footer(show_command_palette=False)
@@ -143,6 +170,15 @@ class PatchEditor(Screen[None]):
         message.update(text)
 
     # ---- keys ------------------------------------------------------------------------
+    def action_in_order(self, action: str) -> None:
+        """Run ``action`` once the editor has read the keys that came before its key.
+
+        The editor's keys are priority bindings, run by the app the moment it reads them, while the keys before
+        (typed text, a paste) may still wait in the editor's queue: text typed and ``ctrl+r`` in one burst would
+        apply the text as it was before. Queued behind them, the action sees what was typed.
+        """
+        self.text_area.call_later(self.run_action, action)
+
     def action_apply(self) -> None:
         text = self.text_area.text
         self.session.keep_draft(self.target, text)
