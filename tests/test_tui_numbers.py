@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 from textual.app import App, ComposeResult
+from textual.geometry import Region
 
 from gradstep.compare import tolerance_for
 from gradstep.numfmt import CUT, fit, shortest
@@ -146,30 +147,67 @@ def _contrast(fg, bg) -> float:
 
 @run_async
 async def test_headers_phases_and_marks_are_readable_in_every_builtin_theme_and_without_colour():
-    """Contrast of at least 3:1 (bold text) for the grid's headers and the list's phase names against the
-    background, in every theme Textual ships; without colour, the serious marks reverse instead of greying."""
+    """Contrast of at least 3:1 (bold text) for the grid's headers and the list's phase names, and of 4.5:1 for
+    every status mark and the out-of-tolerance values, against the background, in every theme Textual ships."""
+    from rich.style import Style
+
     from gradstep.compare import Status
     from gradstep.tui import marks
-    from gradstep.tui.widgets import TensorNavigator
-    from tests.test_tui_helpers import make_app, settle
+    from gradstep.tui.widgets import ElementDetail, StatusBar, TensorNavigator
+    from tests.test_tui_helpers import make_app, press, settle
 
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
+        await press(pilot, "n")  # out of tolerance: marks, values and the verdict in the detail
         grid, navigator = app.main.query_one(TensorGrid), app.main.query_one(TensorNavigator)
         poor = []
         for name in sorted(app.available_themes):
-            if name.startswith("ansi-"):
+            if name.startswith("ansi-") or name == "textual-ansi":
                 continue  # the terminal's own colours: not ours to judge
             app.theme = name
             await pilot.pause()
-            background = grid.background_colors[1].rgb
-            checks = {"header": grid.get_component_rich_style("tensor-grid--header").color,
-                      "phase": navigator.get_component_rich_style("tensor-navigator--phase").color}
-            for what, color in checks.items():
-                ratio = _contrast(color.get_truecolor(), background)
-                if ratio < 3:
-                    poor.append(f"{name}: {what} {ratio:.2f}")
+            palette = marks.palette_of(app)
+            verdicts = {"bad value": (grid._styles()["tensor-grid--bad"].color, 4.5),
+                        "within tolerance": (Style.parse(palette.good).color, 4.5)}
+            verdicts |= {f"mark {marks.mark(s)}": (Style.parse(palette.style(s)).color, 4.5) for s in Status}
+            checks = {grid: {"header": (grid.get_component_rich_style("tensor-grid--header").color, 3), **verdicts},
+                      navigator: {"phase": (navigator.get_component_rich_style("tensor-navigator--phase").color, 3),
+                                  **verdicts},
+                      app.main.query_one(StatusBar): verdicts, app.main.query_one(ElementDetail): verdicts}
+            for widget, colours in checks.items():
+                background = widget.background_colors[1].rgb
+                for what, (color, least) in colours.items():
+                    ratio = _contrast(color.get_truecolor(), background)
+                    if ratio < least:
+                        poor.append(f"{name}: {what} on {type(widget).__name__} {ratio:.2f}")
         assert not poor, poor
-    assert marks.style(Status.DIVERGED, no_color=True) == marks.bad_style(no_color=True) == "bold reverse"
-    assert "reverse" in marks.divergence_style(True, no_color=True)
+
+
+@run_async
+async def test_without_colour_what_is_out_of_tolerance_is_reversed_never_grey(monkeypatch):
+    from gradstep.compare import Status
+    from gradstep.tui import marks
+    from gradstep.tui.widgets import ElementDetail, StatusBar, TensorNavigator
+    from tests.test_tui_helpers import make_app, press, settle
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "n")
+        palette = marks.palette_of(app)
+        assert palette.style(Status.DIVERGED) == palette.style(Status.NONFINITE) == palette.bad == "bold reverse"
+        assert all("#" not in palette.style(s) for s in Status)
+        assert app.main.query_one(TensorGrid)._styles()["tensor-grid--bad"].reverse
+
+        def reversed_text(widget, words: str) -> bool:
+            for strip in widget.render_lines(Region(0, 0, widget.outer_size.width, widget.outer_size.height)):
+                for segment in strip:
+                    if words in segment.text and segment.style is not None and segment.style.reverse:
+                        return True
+            return False
+
+        assert reversed_text(app.main.query_one(ElementDetail), "✗ out of tolerance")
+        assert reversed_text(app.main.query_one(StatusBar), "first divergence")
+        assert reversed_text(app.main.query_one(TensorNavigator), "✗")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -12,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from gradstep.compare import Status
-from gradstep.tui.marks import label, mark
+from gradstep.tui.marks import palette_of
 
 
 class HelpScreen(ModalScreen[None]):
@@ -38,7 +39,8 @@ class HelpScreen(ModalScreen[None]):
             for binding in bindings:
                 keys = self.keymap.get(binding.id or "", binding.key)
                 table.add_row(key_display(keys), binding.tooltip or binding.description, binding.id or "")
-        legend = "  ".join(f"{mark(status)} {label(status)}" for status in Status)
+        colours = palette_of(self.app)
+        legend = Text("  ").join(colours.badge(status) for status in Status)
         table.add_row("marks", legend, "")
         table.add_row("", "In the grid, ✗ (or ! for NaN/Inf) before an element: out of tolerance.", "")
         table.add_row("", "Remap keys by binding id in ~/.config/gradstep/keymap.toml or $GRADSTEP_KEYMAP "

@@ -117,7 +117,6 @@ class MainScreen(Screen):
     def show_frame(self, frame: Frame, error: str | None) -> None:
         previous = self.frame
         self.frame = frame
-        dark = self.app.current_theme.dark
         self.query_one(StatusBar).show_status(status_view(frame, self.hex_bits), self.compact)
         self.query_one(ErrorBanner).show_error(error)
         names = [e.key for e in frame.entries]
@@ -125,7 +124,7 @@ class MainScreen(Screen):
         if key not in names:
             key = names[0] if names else None
         navigator = self.query_one(TensorNavigator)
-        navigator.show_entries([entry_view(e) for e in frame.entries], key, dark)
+        navigator.show_entries([entry_view(e) for e in frame.entries], key)
         navigator.border_title = "initial weights" if frame.step < 0 else f"step {frame.step}"
         keep_cursor = previous is not None and key == self.selected and frame.focus_key is None
         self._select(key, keep_cursor=keep_cursor)
@@ -133,10 +132,11 @@ class MainScreen(Screen):
             self.query_one(LossPlot).show_losses(frame.losses, frame.step)
 
     def _redraw_marks(self) -> None:
-        """The marks' colours follow the theme (dark or light); the symbols stay."""
+        """The marks' colours follow the theme; the symbols stay."""
         if self.frame is not None:
-            self.query_one(TensorNavigator).show_entries(
-                [entry_view(e) for e in self.frame.entries], self.selected, self.app.current_theme.dark)
+            self.query_one(TensorNavigator).show_entries([entry_view(e) for e in self.frame.entries], self.selected)
+            self._detail_shown = None
+            self._show_detail()
             status = self.query_one(StatusBar)
             status._shown = None  # its colours changed, not its words
             status.show_status(status_view(self.frame, self.hex_bits), self.compact)
@@ -148,7 +148,7 @@ class MainScreen(Screen):
             return
         entry = self.frame.entry(self.selected) if self.selected else None
         view = present_view(self.frame, entry, self.query_one(DiagnosisPane).diagnosis, self.hex_bits)
-        self.query_one(PresentHeading).show_view(view, self.app.current_theme.dark)
+        self.query_one(PresentHeading).show_view(view)
 
     def _select(self, key: str | None, keep_cursor: bool = False) -> None:
         """Open tensor ``key`` in the grid; the cursor on its worst element unless kept."""

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from gradstep.tui.grid_model import DiffMode, ElementInfo
-from gradstep.tui.marks import BAD_MARK
+from gradstep.tui.marks import BAD_MARK, palette_of
 
 
 class ElementDetail(Static):
@@ -18,7 +18,8 @@ class ElementDetail(Static):
         text.append(info.index, style="bold")
         if info.abs is not None:
             verdict = f"  {BAD_MARK} out of tolerance" if info.bad else "  ✓ within tolerance"
-            text.append(verdict, style="bold red" if info.bad else "green")
+            colours = palette_of(self.app)
+            text.append(verdict, style=colours.bad if info.bad else colours.good)
         text.append(f"  ({info.tolerance})", style="dim")
         if note:
             text.append(f"  {note}", style="dim")

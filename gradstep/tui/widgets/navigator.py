@@ -24,7 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from gradstep import keys
-from gradstep.tui.marks import mark, style
+from gradstep.tui.marks import Palette, mark, palette_of
 from gradstep.tui.presenter import EntryView
 
 
@@ -69,14 +69,15 @@ class TensorNavigator(ScrollView, can_focus=True):
         self._pass: tuple | None = None
 
     # ---- feeding -------------------------------------------------------------
-    def show_entries(self, entries: Sequence[EntryView], selected: str | None, dark: bool) -> None:
+    def show_entries(self, entries: Sequence[EntryView], selected: str | None) -> None:
+        colours = palette_of(self.app)
         lines: list[_Line] = []
         for phase in keys.PHASES:
             group = [e for e in entries if e.phase == phase]
             if group:
                 lines.append(_Line(None, ((f" {phase}", ""),)))
                 for entry in group:
-                    lines.extend(_entry_lines(entry, dark, self.app.no_color))
+                    lines.extend(_entry_lines(entry, colours))
         if lines != self._lines:
             self._lines = lines
             self._first_line = {}
@@ -183,10 +184,10 @@ def _parse(style_text: str) -> Style:
     return Style.parse(style_text)
 
 
-def _entry_lines(entry: EntryView, dark: bool, no_color: bool = False) -> list[_Line]:
+def _entry_lines(entry: EntryView, colours: Palette) -> list[_Line]:
     head = (
         (" ", ""),
-        (f"{mark(entry.status)} ", style(entry.status, dark, no_color)),
+        (f"{mark(entry.status)} ", colours.style(entry.status)),
         (entry.key, "bold" if entry.out_of_tolerance else ""),
         (f" {entry.shape}", "dim"),
     )

@@ -29,7 +29,6 @@ class PresentHeading(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.view: PresentView | None = None
-        self.dark = True
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="present-top"):
@@ -44,8 +43,8 @@ class PresentHeading(Vertical):
     def step_text(self) -> str:
         return self.view.digits if self.view is not None else ""
 
-    def show_view(self, view: PresentView, dark: bool = True) -> None:
-        self.view, self.dark = view, dark
+    def show_view(self, view: PresentView) -> None:
+        self.view = view
         self.draw()
 
     def on_resize(self) -> None:
@@ -56,15 +55,15 @@ class PresentHeading(Vertical):
         if view is None or not self.is_mounted:
             return
         width, height = self.app.size
-        no_color = self.app.no_color
+        colours = marks.palette_of(self.app)
         big_values = 0 if self.screen.has_class("-compact") else 3 if height >= ALL_BIG_ROWS else \
             2 if height >= VALUES_BIG_ROWS else 0
         self.query_one("#present-digits", Static).update(_big_or_plain(view.digits, "bold", width // 3))
-        self.query_one("#present-facts", Static).update(_facts(view, self.dark, no_color, plain=big_values == 0))
+        self.query_one("#present-facts", Static).update(_facts(view, colours, plain=big_values == 0))
         values = self.query_one("#present-values", Static)
         values.set_class(big_values > 0, "-visible")
         if big_values:
-            values.update(_values(view, self.dark, no_color, big_values, width - 6))
+            values.update(_values(view, colours, big_values, width - 6))
         finding = self.query_one("#present-finding", Static)
         finding.set_class(bool(view.finding), "-visible")
         finding.update(Text(view.finding, style="bold"))
@@ -85,10 +84,10 @@ def _parted(numpy: str, torch: str) -> int:
     return n
 
 
-def _values(view: PresentView, dark: bool, no_color: bool, count: int, room: int) -> Text:
+def _values(view: PresentView, colours: marks.Palette, count: int, room: int) -> Text:
     """NumPy, torch (and |Δ|) in block letters, the disagreeing digits marked; a bold line where one does not fit."""
     bad = view.status in (Status.DIVERGED, Status.NONFINITE)
-    apart = marks.bad_style(dark, no_color) if bad else "bold"
+    apart = colours.bad if bad else "bold"
     shared = _parted(view.numpy, view.torch) if bad else None
     lines = [("NumPy", view.numpy, shared), ("torch", view.torch, shared)]
     if view.abs:
@@ -123,7 +122,7 @@ def _values(view: PresentView, dark: bool, no_color: bool, count: int, room: int
     return text
 
 
-def _facts(view: PresentView, dark: bool, no_color: bool, plain: bool) -> Text:
+def _facts(view: PresentView, colours: marks.Palette, plain: bool) -> Text:
     text = Text()
     text.append(view.context, style="dim")
     text.append("\n")
@@ -132,17 +131,16 @@ def _facts(view: PresentView, dark: bool, no_color: bool, plain: bool) -> Text:
     else:
         text.append(view.tensor, style="bold")
         text.append("   ")
-        text.append_text(marks.badge(view.status, dark, no_color))
+        text.append_text(colours.badge(view.status))
         if view.worst:
             text.append(f"   worst element {view.worst}")
     if plain:  # no room for block letters: the two values bold, marked when they disagree
-        value_style = marks.bad_style(dark, no_color) if view.status in (Status.DIVERGED, Status.NONFINITE) \
-            else "bold"
+        value_style = colours.bad if view.status in (Status.DIVERGED, Status.NONFINITE) else "bold"
         for side, value in (("NumPy", view.numpy), ("torch", view.torch)):
             text.append(f"\n{side:<7}", style="bold")
             text.append(value, style=value_style)
         if view.difference:
             text.append(f"\n{'':<7}{view.difference}")
     text.append("\n")
-    text.append(view.divergence, style=marks.divergence_style(view.diverged, dark, no_color))
+    text.append(view.divergence, style=colours.divergence(view.diverged))
     return text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from gradstep.tui.marks import divergence_style
+from gradstep.tui.marks import palette_of
 from gradstep.tui.presenter import StatusView
 
 
@@ -26,8 +26,7 @@ class StatusBar(Static):
         text.append("\n")
         text.append(view.losses)
         text.append("\n" if compact else " · ")
-        theme = self.app.current_theme
-        text.append(view.divergence, style=divergence_style(view.diverged, theme.dark, self.app.no_color))
+        text.append(view.divergence, style=palette_of(self.app).divergence(view.diverged))
         if compact and view.patches:  # after the verdict, on its own line: the part the ellipsis may cut
             text.append(f" · {view.patches}", style="bold")
         if text != self._shown:

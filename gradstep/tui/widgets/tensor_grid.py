@@ -24,7 +24,7 @@ from textual.strip import Strip
 
 from gradstep.numfmt import fit
 from gradstep.tui.grid_model import LABEL, Cell, GridModel
-from gradstep.tui.marks import BAD_MARK, NONFINITE_MARK
+from gradstep.tui.marks import BAD_MARK, NONFINITE_MARK, palette_of
 
 _SEP = " │ "
 _MIN_CELL = 13
@@ -237,7 +237,7 @@ class TensorGrid(ScrollView, can_focus=True):
         self._pass = _Pass(
             width=self.scrollable_content_region.width,
             base=self.rich_style,
-            styles={name: self.get_component_rich_style(name) for name in self.COMPONENT_CLASSES},
+            styles=self._styles(),
             geometry=self._geometry() if self.model is not None else None,
         )
         try:
@@ -281,8 +281,14 @@ class TensorGrid(ScrollView, can_focus=True):
         assert self.model is not None
         return range(self.col_offset, min(self.col_offset + g.visible, self.model.cols))
 
+    def _styles(self) -> dict[str, Style]:
+        """The component styles, out-of-tolerance from the theme's palette: the ✗ looks the same everywhere."""
+        styles = {name: self.get_component_rich_style(name) for name in self.COMPONENT_CLASSES}
+        styles["tensor-grid--bad"] = Style.parse(palette_of(self.app).bad)
+        return styles
+
     def _style(self, name: str) -> Style:
-        return self._pass.styles[name] if self._pass else self.get_component_rich_style(name)
+        return self._pass.styles[name] if self._pass else self._styles()[name]
 
     def _base(self) -> Style:
         return self._pass.base if self._pass else self.rich_style
