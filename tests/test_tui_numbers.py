@@ -59,13 +59,13 @@ async def test_every_number_drawn_reads_back_or_is_marked_cut(width, mode):
         drawn = lines(grid)
         assert all(len(line) <= width for line in drawn)
         seen, cut = 0, 0
-        for line in drawn[2:2 + len(NUMPY)]:  # the titles and the column numbers first
+        for line in [d for d in drawn[grid.header_lines:] if d.strip()]:  # under the titles (and column numbers)
             panes = line.split(" │ ")
             assert len(panes) == 3, line  # no pane runs over the right border
             for pane, text in enumerate(panes):
-                tokens = [t for t in text.replace("✗", " ").split() if NUMBER.match(t)]
                 if pane == 0:
-                    tokens = tokens[1:]  # the row number
+                    text = text.strip().partition(" ")[2]  # the row number (folded: row,first column)
+                tokens = [t for t in text.replace("✗", " ").split() if NUMBER.match(t)]
                 for token in tokens:
                     seen += 1
                     cut += CUT in token
@@ -73,9 +73,52 @@ async def test_every_number_drawn_reads_back_or_is_marked_cut(width, mode):
                         _check(token, values)
                     elif diffs is not None:
                         _check(token, {shortest(v) for v in diffs.ravel()})
-        assert seen >= 9
+        assert seen == 27  # every element of every pane: a 3 x 3 matrix that does not fit is folded
         if width == 80:
             assert cut, "at 80 columns these numbers cannot all be whole: the cut ones must be marked"
+
+
+@pytest.mark.parametrize(("shape", "width", "folds"), [((1, 4), 80, 4), ((3, 5), 80, 5), ((3, 5), 160, 3),
+                                                       ((64, 100), 120, 1)])
+@run_async
+async def test_a_small_matrix_that_does_not_fit_across_is_folded_so_every_column_shows(shape, width, folds):
+    """A (1, 4) gradient at the tensor view's 80 columns: one column per pane fits across, so the row takes four
+    lines, ``0,0`` to ``0,3``, every element drawn whole, the panes aligned; up and down go line by line. A big
+    matrix is never folded: it scrolls."""
+    rng = np.random.default_rng(3)
+    numpy = rng.standard_normal(shape) * 3
+    torch = (numpy * 2).astype(np.float32)
+    app = GridApp()
+    async with app.run_test(size=(width, 24)) as pilot:
+        grid = app.query_one(TensorGrid)
+        grid.show_model(GridModel("g", numpy, torch, tolerance_for(numpy.dtype, torch.dtype)), cursor=(0, 0))
+        await pilot.pause()
+        g = grid._geometry()
+        assert g.folds == folds
+        if folds == 1:
+            assert grid.header_lines == 2
+            return
+        drawn = [line for line in lines(grid)[grid.header_lines:] if line.strip()]
+        assert len(drawn) == shape[0] * folds and g.span >= shape[1]  # every column of every row on screen
+        numbers = {shortest(v) for v in numpy.ravel()} | {shortest(v) for v in torch.ravel()}
+        elements = []
+        separators = {tuple(i for i, c in enumerate(line) if c == "│") for line in drawn}
+        assert len(separators) == 1, drawn  # a last line with fewer columns keeps the panes apart
+        for line in drawn:
+            label, _, rest = line.strip().partition(" ")
+            row, first = map(int, label.split(","))
+            values = [t for t in rest.split(" │ ")[0].replace("✗", " ").split()]
+            assert all(v in numbers for v in values), line  # whole, never cut
+            elements += [(row, first + k) for k in range(len(values))]
+        assert sorted(elements) == [(r, c) for r in range(shape[0]) for c in range(shape[1])]
+        await pilot.press("down")
+        assert grid.cursor == (0, g.visible)  # the next line: the row's next columns
+        await pilot.press("up", "up")
+        assert grid.cursor == (0, 0)
+        if shape[0] > 1:
+            for _ in range(folds):
+                await pilot.press("down")
+            assert grid.cursor == (1, 0)  # past a row's last line, the next row
 
 
 LINEAR2048 = str(__import__("pathlib").Path(__file__).parent / "fixtures" / "linear2048.py")

@@ -5,6 +5,12 @@ tile by tile) and drawn; drawn lines are kept in an LRU cache of ``Strip``s
 keyed by everything that changes them. The cursor is one element, shown
 reversed in all three panes; horizontal scrolling moves all three panes by
 whole columns together.
+
+A small matrix whose rows leave the view's lines empty while its columns do
+not fit side by side (a (1, 4) gradient at 120 columns shows one column per
+pane) is *folded*: each row takes several lines, each line the next columns
+of that row, labelled ``row,first column``; so as many of its columns show
+as the view has room for.
 """
 
 from __future__ import annotations
@@ -46,7 +52,18 @@ class _Pass:
 class _Geometry:
     label: int  # row-label width
     cells: tuple[int, int, int]  # NumPy, torch and difference cell widths, mark included
-    visible: int  # columns shown per pane
+    visible: int  # columns shown per pane, on one line
+    folds: int = 1  # lines per tensor row: more than one when a small matrix is folded
+
+    @property
+    def span(self) -> int:
+        """Columns of a row on screen at once."""
+        return self.visible * self.folds
+
+    @property
+    def header(self) -> int:
+        """Lines above the elements: the panes' titles, and the column numbers unless folded (the labels say)."""
+        return 2 if self.folds == 1 else 1
 
 
 class TensorGrid(ScrollView, can_focus=True):
@@ -130,21 +147,40 @@ class TensorGrid(ScrollView, can_focus=True):
 
     def _sync(self) -> None:
         self._lines.clear()
-        model = self.model
-        if model is not None and self.virtual_size.height != model.rows + self.header_lines:
-            self.virtual_size = Size(0, model.rows + self.header_lines)  # a layout: only when the height changes
+        self._size_content()
         self.refresh()
         self.post_message(self.CursorMoved(self))
 
+    def _size_content(self) -> None:
+        model = self.model
+        if model is not None:
+            g = self._geometry()
+            height = model.rows * g.folds + self.header_lines
+            if self.virtual_size.height != height:
+                self.virtual_size = Size(0, height)  # a layout: only when the height changes
+
     @property
     def header_lines(self) -> int:
-        return 2 if self.model is not None and self.model.rank >= 2 else 1
+        if self.model is None or self.model.rank < 2:
+            return 1
+        return self._geometry().header
 
     # ---- geometry --------------------------------------------------------------
     def _geometry(self) -> _Geometry:
         model = self.model
         assert model is not None
-        label = len(str(max(model.rows - 1, 0))) + 1
+        geometry = self._fitted(len(str(max(model.rows - 1, 0))) + 1)
+        folds = self._folds(geometry.visible)
+        if folds == 1:
+            return geometry
+        # Folded: the labels name the row and the line's first column, which may leave room for fewer columns.
+        geometry = self._fitted(len(f"{model.rows - 1},{model.cols - 1}") + 1)
+        return _Geometry(geometry.label, geometry.cells, geometry.visible, self._folds(geometry.visible))
+
+    def _fitted(self, label: int) -> _Geometry:
+        """Cells as wide as their widest number, as many columns as the width holds (at least one, cut if must)."""
+        model = self.model
+        assert model is not None
         pad = _SPACIOUS_PAD if self.spacious else _PAD
         cells = tuple(max(layout.width + pad, _MIN_CELL + (pane == 2)) for pane, layout in enumerate(model.layouts))
         avail = self.scrollable_content_region.width - label - 2 * len(_SEP)
@@ -154,29 +190,41 @@ class TensorGrid(ScrollView, can_focus=True):
         visible = max(1, min(model.cols, avail // per_column))
         return _Geometry(label, cells, visible)
 
+    def _folds(self, visible: int) -> int:
+        """Lines per row: one, or as many as it takes to show the columns that do not fit, while every row of
+        the matrix stays on screen (a small matrix; a big one scrolls)."""
+        model = self.model
+        assert model is not None
+        if model.rank < 2 or model.cols <= visible or not model.rows:
+            return 1
+        body = self.scrollable_content_region.height - 1  # one header line when folded
+        return max(1, min(-(-model.cols // visible), body // model.rows))
+
     def _reveal_cursor(self, center: bool = False) -> None:
         """Scroll so the cursor is on screen (in the middle of it with ``center``)."""
         if self.model is None:
             return
         row, col = self.cursor
-        geometry = self._geometry()
+        g = self._geometry()
         if col < self.col_offset:
             self.col_offset = col
-        elif col >= self.col_offset + geometry.visible:
-            self.col_offset = col - geometry.visible + 1
-        self.col_offset = max(0, min(self.col_offset, self.model.cols - geometry.visible))
+        elif col >= self.col_offset + g.span:
+            self.col_offset = col - g.span + 1
+        self.col_offset = max(0, min(self.col_offset, self.model.cols - g.span))
+        line = row * g.folds + (col - self.col_offset) // g.visible
         body = max(1, self.scrollable_content_region.height - self.header_lines)
         top = round(self.scroll_y)
         if center:
-            self.scroll_to(y=max(0, row - body // 2), animate=False, immediate=True)
-        elif row < top:
-            self.scroll_to(y=row, animate=False, immediate=True)
-        elif row >= top + body:
-            self.scroll_to(y=row - body + 1, animate=False, immediate=True)
+            self.scroll_to(y=max(0, line - body // 2), animate=False, immediate=True)
+        elif line < top:
+            self.scroll_to(y=line, animate=False, immediate=True)
+        elif line >= top + body:
+            self.scroll_to(y=line - body + 1, animate=False, immediate=True)
         self.refresh()
 
     def on_resize(self, event: events.Resize) -> None:
         self._lines.clear()
+        self._size_content()  # folding follows the size
         self._reveal_cursor()
 
     def notify_style_update(self) -> None:
@@ -192,11 +240,25 @@ class TensorGrid(ScrollView, can_focus=True):
         self.post_message(self.CursorMoved(self))
 
     def action_cursor(self, rows: int, cols: int) -> None:
+        if rows and self.model is not None and self._geometry().folds > 1:
+            self._line_step(rows)
+            return
         self.move_to(self.cursor[0] + rows, self.cursor[1] + cols)
+
+    def _line_step(self, by: int) -> None:
+        """Folded: up and down go a line, through a row's columns and on to the next row, as drawn."""
+        assert self.model is not None
+        row, col = self.cursor
+        visible, cols = self._geometry().visible, self.model.cols
+        if 0 <= col + by * visible < cols:
+            self.move_to(row, col + by * visible)
+        elif 0 <= row + by < self.model.rows:
+            last_line = (cols - 1) // visible * visible
+            self.move_to(row + by, col % visible if by > 0 else min(last_line + col % visible, cols - 1))
 
     def action_page(self, direction: int) -> None:
         body = max(1, self.scrollable_content_region.height - self.header_lines)
-        self.move_to(self.cursor[0] + direction * body, self.cursor[1])
+        self.move_to(self.cursor[0] + direction * max(1, body // self._geometry().folds), self.cursor[1])
 
     def action_edge(self, direction: int) -> None:
         if self.model is not None:
@@ -210,12 +272,12 @@ class TensorGrid(ScrollView, can_focus=True):
         if self.model is None:
             return
         g = self._geometry()
-        row = round(self.scroll_y) + event.y - self.header_lines
+        row, part = divmod(round(self.scroll_y) + event.y - self.header_lines, g.folds)
         x = event.x - g.label
         for width in g.cells:
             pane = g.visible * (width + 1)
             if 0 <= x < pane:
-                self.move_to(row, self.col_offset + min(x // (width + 1), g.visible - 1))
+                self.move_to(row, self.col_offset + part * g.visible + min(x // (width + 1), g.visible - 1))
                 return
             x -= pane + len(_SEP)
 
@@ -228,7 +290,7 @@ class TensorGrid(ScrollView, can_focus=True):
     def _shift_columns(self, by: int) -> None:
         if self.model is not None:
             g = self._geometry()
-            self.col_offset = max(0, min(self.col_offset + by, self.model.cols - g.visible))
+            self.col_offset = max(0, min(self.col_offset + by, self.model.cols - g.span))
             self.refresh()
 
     # ---- drawing ---------------------------------------------------------------
@@ -255,20 +317,21 @@ class TensorGrid(ScrollView, can_focus=True):
             self._generation = model.generation
             self._lines.clear()
         g = p.geometry if p and p.geometry else self._geometry()
-        if y < self.header_lines:
+        header = g.header if model.rank >= 2 else 1
+        if y < header:
             key = ("header", y, self.col_offset, width, g, model.generation)
             draw = self._header_line
-            row = y
+            row, part = y, 0
         else:
-            row = round(self.scroll_y) + y - self.header_lines
+            row, part = divmod(round(self.scroll_y) + y - header, g.folds)
             if row >= model.rows:
                 return Strip.blank(width, p.base if p else self.rich_style)
             cursor_col = self.cursor[1] if row == self.cursor[0] else -1
-            key = (row, cursor_col, self.col_offset, width, g, model.generation)
+            key = (row, part, cursor_col, self.col_offset, width, g, model.generation)
             draw = self._row_line
         strip = self._lines.get(key)
         if strip is None:
-            strip = draw(row, g, width)
+            strip = draw(row, part, g, width)
             if model.generation != self._generation:  # a tile widened a layout while drawing: redraw all
                 self._generation = model.generation
                 self._lines.clear()
@@ -277,9 +340,11 @@ class TensorGrid(ScrollView, can_focus=True):
                 self._lines[key] = strip
         return strip
 
-    def _columns(self, g: _Geometry) -> range:
+    def _columns(self, g: _Geometry, part: int = 0) -> range:
+        """The columns on line ``part`` of a row (folded), or on its one line."""
         assert self.model is not None
-        return range(self.col_offset, min(self.col_offset + g.visible, self.model.cols))
+        first = self.col_offset + part * g.visible
+        return range(first, min(first + g.visible, self.model.cols))
 
     def _styles(self) -> dict[str, Style]:
         """The component styles, out-of-tolerance from the theme's palette: the ✗ looks the same everywhere."""
@@ -293,7 +358,7 @@ class TensorGrid(ScrollView, can_focus=True):
     def _base(self) -> Style:
         return self._pass.base if self._pass else self.rich_style
 
-    def _row_line(self, row: int, g: _Geometry, width: int) -> Strip:
+    def _row_line(self, row: int, part: int, g: _Geometry, width: int) -> Strip:
         model = self.model
         assert model is not None
         base = self._base()
@@ -301,9 +366,10 @@ class TensorGrid(ScrollView, can_focus=True):
         cursor_style = self._style("tensor-grid--cursor")
         bad_style = base + self._style("tensor-grid--bad")
         missing_style = base + self._style("tensor-grid--missing")
-        label = str(row) if model.rank >= 1 else ""
+        columns = self._columns(g, part)
+        label = "" if model.rank < 1 else f"{row},{columns.start}" if g.folds > 1 else str(row)
         segments = [Segment(label.rjust(g.label - 1) + " ", label_style)]
-        cells = [(col, model.cell(row, col)) for col in self._columns(g)]
+        cells = [(col, model.cell(row, col)) for col in columns]
         for pane, layout in enumerate(model.layouts):
             if pane:
                 segments.append(Segment(_SEP, label_style))
@@ -317,9 +383,11 @@ class TensorGrid(ScrollView, can_focus=True):
                     style = style + cursor_style
                 segments.append(Segment(" ", base))
                 segments.append(Segment(text, style))
+            if len(cells) < g.visible:  # a folded row's last line: blank cells keep the panes apart
+                segments.append(Segment(" " * ((g.visible - len(cells)) * (cell_width + 1)), base))
         return Strip(segments).adjust_cell_length(width, base)
 
-    def _header_line(self, y: int, g: _Geometry, width: int) -> Strip:
+    def _header_line(self, y: int, part: int, g: _Geometry, width: int) -> Strip:
         model = self.model
         assert model is not None
         base = self._base()
