@@ -42,9 +42,15 @@ TARGETS: dict[str, str] = {
     "torch.update": "torch update",
     "numpy.step": "NumPy step (the whole loop body)",
     "torch.step": "torch step (the whole loop body)",
+    "torch.model": "torch model (builds the nn.Module)",
+    "torch.optimizer": "torch optimizer (its parameters and settings)",
+    "numpy.metrics": "NumPy metrics (at each epoch's end)",
+    "torch.metrics": "torch metrics (at each epoch's end)",
 }
 PIECES = {"numpy": ("numpy.forward", "numpy.loss", "numpy.backward", "numpy.update"),
           "torch": ("torch.forward", "torch.loss", "torch.backward", "torch.update")}
+# Patchable beside the step or the pieces, when the scenario has them: what a side is built with, and reports.
+BESIDE = {"numpy": ("numpy.metrics",), "torch": ("torch.model", "torch.optimizer", "torch.metrics")}
 
 
 class PatchError(Exception):
@@ -66,10 +72,13 @@ class Patch:
 
 
 def targets_for(scenario: Scenario) -> list[str]:
-    """What can be patched in ``scenario``: a side's step function (the whole loop body), else its pieces."""
+    """What can be patched in ``scenario``: a side's step function (the whole loop body), else its pieces; and
+    the torch model and optimizer, and the metrics, where it has them."""
     out = []
     for side in ("numpy", "torch"):
-        out += [f"{side}.step"] if getattr(scenario, side).step is not None else list(PIECES[side])
+        fns = getattr(scenario, side)
+        out += [f"{side}.step"] if fns.step is not None else list(PIECES[side])
+        out += [t for t in BESIDE[side] if getattr(fns, t.partition(".")[2]) is not None]
     return out
 
 
@@ -77,6 +86,8 @@ def current_function(scenario: Scenario, target: str) -> Callable[..., Any]:
     side, _, name = target.partition(".")
     if target not in TARGETS:
         raise PatchError(f"cannot patch {target!r}; patchable: {', '.join(TARGETS)}")
+    if target in BESIDE[side] and target not in targets_for(scenario):
+        raise PatchError(f"{scenario.name}'s {side} side has no {name}")
     if target not in targets_for(scenario):
         has_step = getattr(scenario, side).step is not None
         instead = (f"its step function is the whole loop body: patch {side}.step" if has_step
@@ -92,10 +103,26 @@ def source_of(scenario: Scenario, target: str, patches: PatchSet | None = None) 
         if applied is not None:
             return applied.source
     fn = current_function(scenario, target)
+    if getattr(fn, "__name__", "") == "<lambda>":
+        return _lambda_as_def(fn, target)
     try:
         return textwrap.dedent(inspect.getsource(fn))
     except (OSError, TypeError):
         return f"# the source of {getattr(fn, '__name__', target)} is not available\n"
+
+
+def _lambda_as_def(fn: Callable[..., Any], target: str) -> str:
+    """A lambda (``optimizer=lambda net, hp: ...``) written as the ``def`` a patch replaces it with."""
+    code, name = fn.__code__, target.partition(".")[2]
+    try:
+        tree = ast.parse(inspect.getsource(inspect.getmodule(fn) or fn))
+    except (OSError, TypeError, SyntaxError):
+        tree = ast.Module(body=[], type_ignores=[])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Lambda) and node.lineno == code.co_firstlineno and \
+                [a.arg for a in node.args.args] == list(code.co_varnames[:code.co_argcount]):
+            return f"def {name}({ast.unparse(node.args)}):\n    return {ast.unparse(node.body)}\n"
+    return f"# the source of this lambda ({name}) is not available\n"
 
 
 def compile_patch(scenario: Scenario, patch: Patch) -> Callable[..., Any]:
@@ -198,6 +225,8 @@ def _numpy_probe(engine: Any, step: int, name: str, fn: Callable[..., Any]) -> A
     record, batch, hp = _inputs(engine, step)
     weights = {k.partition(" ")[2]: np.array(v, copy=True) for k, v in record.numpy.items() if k.startswith("before ")}
     fns = engine.scenario.numpy
+    if name == "metrics":
+        return fn(weights, engine.live.data, hp)
     if name == "step":
         produced = fn(weights, batch, hp, copy.deepcopy(engine.live.numpy.state))
         if not isinstance(produced, Mapping):
@@ -221,12 +250,18 @@ def _torch_probe(engine: Any, step: int, name: str, fn: Callable[..., Any]) -> A
 
     _, batch, hp = _inputs(engine, step)
     live = engine.live.torch
+    if name == "model":
+        return _built_parameters(engine, fn, hp)
     model = copy.deepcopy(live.model)
-    optimizer = live.fns.optimizer(model, hp) if live.fns.optimizer else None
+    make_optimizer = fn if name == "optimizer" else live.fns.optimizer
+    optimizer = make_optimizer(model, hp) if make_optimizer else None
     tbatch = live.to_torch_batch(batch)
     fns = engine.scenario.torch
-    if name == "step":
-        produced = fn(model, optimizer, tbatch, hp, copy.deepcopy(live.state))
+    if name == "metrics":
+        with torch.no_grad():
+            return fn(model, engine.live.data, hp)
+    if name == "step" or (name == "optimizer" and fns.step is not None):  # the optimizer: a whole step with it
+        produced = (fn if name == "step" else fns.step)(model, optimizer, tbatch, hp, copy.deepcopy(live.state))
         if not isinstance(produced, Mapping):
             raise PatchError(f"the patch returns a {type(produced).__name__}; a step returns a dict")
         with torch.no_grad():
@@ -241,10 +276,29 @@ def _torch_probe(engine: Any, step: int, name: str, fn: Callable[..., Any]) -> A
         return {k: v.detach() for k, v in losses.items()} if isinstance(losses, Mapping) else losses.detach()
     loss = losses["loss"] if isinstance(losses, Mapping) else losses
     (fn if name == "backward" else fns.backward)(model, optimizer, loss, hp)
-    if name == "update":
-        fn(model, optimizer, copy.deepcopy(live.state), hp)
+    if name in ("update", "optimizer"):
+        (fn if name == "update" else fns.update)(model, optimizer, copy.deepcopy(live.state), hp)
     with torch.no_grad():
         return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _built_parameters(engine: Any, fn: Callable[..., Any], hp: Any) -> dict[str, Any]:
+    """The parameters of the model ``fn`` builds, made as the engine makes it (its device and dtype); the random
+    generators, which a model's initialisation draws from, are left as they were for the run."""
+    import torch
+
+    live = engine.live.torch
+    weights = engine.initial_weights()["numpy"]
+    numpy_state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = dataclasses.replace(engine.scenario.torch, model=fn).build_model(hp, weights)
+    finally:
+        np.random.set_state(numpy_state)
+    if not isinstance(model, torch.nn.Module):
+        raise PatchError(f"the patch returns a {type(model).__name__}; the model function returns an nn.Module")
+    model = model.to(device=live.device, dtype=live.dtype)
+    return {n: p.detach() for n, p in model.named_parameters()}
 
 
 def _inputs(engine: Any, step: int) -> tuple[Any, Any, Any]:

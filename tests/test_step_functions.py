@@ -323,7 +323,7 @@ def test_the_local_rerun_of_a_numpy_step_starts_from_given_weights_and_keeps_not
 
 def test_a_patch_of_a_step_function_replaces_the_whole_loop_body():
     base = scenario()
-    assert patching.targets_for(base) == ["numpy.step", "torch.step"]
+    assert patching.targets_for(base) == ["numpy.step", "torch.step", "torch.model"]  # a manual update: no optimizer
     with pytest.raises(PatchError, match=r"patch numpy\.step"):
         patching.compile_patch(base, Patch("numpy.backward", "def backward(w, a, b, hp):\n    return {}\n"))
     engine = Engine(base)
@@ -432,7 +432,8 @@ def test_the_app_patches_a_step_function_as_a_whole(tmp_path, monkeypatch):
             await settle(pilot)
             await press(pilot, "n", "n", "f")
             editor = app.screen
-            assert isinstance(editor, PatchEditor) and editor.session.targets == ["numpy.step", "torch.step"]
+            assert isinstance(editor, PatchEditor)
+            assert editor.session.targets == ["numpy.step", "torch.step", "torch.model", "torch.optimizer"]
             assert editor.target == "numpy.step" and "def numpy_step(weights, batch, hp, state):" in editor_text(pilot)
             assert app.debugger.engine.first_divergence.step == 1
             await replace_line(pilot, "if it % iterations_per_epoch == 0:",

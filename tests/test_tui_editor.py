@@ -8,9 +8,28 @@ from textual import events
 from textual.keys import _character_to_key
 
 from gradstep.tui.screens import PatchEditor
-from tests.test_tui_helpers import make_app, open_editor, press, run_async, settle, shown, type_text
+from gradstep.tui.widgets import StatusBar
+from tests.test_tui_helpers import (
+    FIXTURES,
+    apply_patch,
+    make_app,
+    open_editor,
+    press,
+    replace_line,
+    run_async,
+    settle,
+    shown,
+    type_text,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+WEIGHT_DECAY = str(FIXTURES / "weight_decay.py")
+# Pasted over `return torch.optim.SGD(...)`, whose indentation stays.
+FIX_OPTIMIZER = """weights = [p for name, p in net.named_parameters() if name.endswith("weight")]
+    biases = [p for name, p in net.named_parameters() if name.endswith("bias")]
+    return torch.optim.SGD([{"params": weights, "weight_decay": hp.weight_decay},
+                            {"params": biases, "weight_decay": 0.0}], lr=hp.lr)"""
 
 
 @pytest.fixture(autouse=True)
@@ -110,3 +129,24 @@ async def test_the_editor_says_how_far_the_replay_is():
         assert counts and all(text.startswith("the patch passed its check; replaying: step ") for text in counts)
         assert counts[-1].endswith("step 41 of 41…")  # steps 0 to 40: 41 replayed
         assert app.debugger.patches.in_force() and app.screen is app.main
+
+
+@run_async
+async def test_weight_decay_on_the_biases_is_fixed_live_by_patching_the_torch_optimizer():
+    """torch's SGD decays every parameter, NumPy only the weights: the biases part at step 1. In the editor the
+    instructor picks torch.optimizer, pastes the thread's fix (the biases in a group without decay) and applies:
+    the replay agrees at every step."""
+    app = make_app(WEIGHT_DECAY, "as-posted")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "c")
+        assert divergence(app) == (1, "update b1") and app.frame.step == 1
+        await open_editor(pilot, "torch.optimizer")
+        assert "torch optimizer" in shown(app.screen.query_one("#editor-title"))
+        await replace_line(pilot, "return torch.optim.SGD(", FIX_OPTIMIZER, paste=True)
+        await apply_patch(pilot)
+        assert app.screen is app.main and divergence(app) is None
+        status = shown(app.main.query_one(StatusBar))
+        assert "first divergence: step 1 update b1 → none" in status and "patches: torch.optimizer" in status
+        await press(pilot, "e")  # to the end, both epochs: parity throughout
+        assert app.debugger.engine.next_step == 8 and divergence(app) is None

@@ -85,7 +85,6 @@ def editor_text(pilot) -> str:
 
 async def open_editor(pilot, target: str) -> None:
     """``f`` opens the editor; ``ctrl+o`` the list of formulas; arrows and Enter pick ``target``."""
-    from gradstep.patch import TARGETS
     from gradstep.tui.screens import PatchEditor
 
     if not isinstance(pilot.app.screen, PatchEditor):
@@ -94,7 +93,8 @@ async def open_editor(pilot, target: str) -> None:
     assert isinstance(editor, PatchEditor)
     if editor.target == target:
         return
-    here, there = list(TARGETS).index(editor.target), list(TARGETS).index(target)
+    listed = editor.session.targets  # in the list's order
+    here, there = listed.index(editor.target), listed.index(target)
     await pilot.press("ctrl+o", *(["down"] * (there - here) if there > here else ["up"] * (here - there)), "enter")
     await settle(pilot)
     assert editor.target == target and editor.text_area.has_focus

@@ -8,7 +8,7 @@ from textual import events
 from textual.widgets import OptionList, TextArea
 
 from gradstep import cli
-from gradstep.patch import TARGETS, Patch, default_patch_file, load_file, source_of
+from gradstep.patch import PIECES, Patch, default_patch_file, load_file, source_of
 from gradstep.tui import create_app
 from gradstep.tui.screens import MainScreen, PatchEditor
 from gradstep.tui.widgets import DiagnosisPane, RunBar, StatusBar
@@ -218,11 +218,11 @@ async def test_the_editor_shows_highlighted_python_and_escape_keeps_the_text():
         await press(pilot, "n", "z")
         editor = app.screen
         assert isinstance(editor, PatchEditor)
-        # Every formula the scenario has is listed (its pieces: it has no step function); the diagnosis'
-        # suspect (numpy.backward) is open, as it is in force.
+        # Every formula the scenario has is listed (its pieces: it has no step function; the torch model and
+        # optimizer; no metrics); the diagnosis' suspect (numpy.backward) is open, as it is in force.
         targets = editor.query_one("#patch-targets", OptionList)
         listed = [targets.get_option_at_index(i).id for i in range(targets.option_count)]
-        assert listed == [t for t in TARGETS if not t.endswith(".step")]
+        assert listed == [*PIECES["numpy"], *PIECES["torch"], "torch.model", "torch.optimizer"]
         assert editor.target == "numpy.backward"
         area = editor.query_one(TextArea)
         assert area.text == source_of(app.debugger.patches.base, "numpy.backward")
