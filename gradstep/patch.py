@@ -42,10 +42,10 @@ TARGETS: dict[str, str] = {
     "torch.update": "torch update",
     "numpy.step": "NumPy step (the whole loop body)",
     "torch.step": "torch step (the whole loop body)",
-    "torch.model": "torch model (builds the nn.Module)",
-    "torch.optimizer": "torch optimizer (its parameters and settings)",
-    "numpy.metrics": "NumPy metrics (at each epoch's end)",
-    "torch.metrics": "torch metrics (at each epoch's end)",
+    "torch.model": "torch model (the nn.Module)",
+    "torch.optimizer": "torch optimizer",
+    "numpy.metrics": "NumPy metrics (epoch end)",
+    "torch.metrics": "torch metrics (epoch end)",
 }
 PIECES = {"numpy": ("numpy.forward", "numpy.loss", "numpy.backward", "numpy.update"),
           "torch": ("torch.forward", "torch.loss", "torch.backward", "torch.update")}
