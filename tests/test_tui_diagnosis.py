@@ -75,3 +75,47 @@ async def test_a_fixed_variant_shows_no_finding():
         assert "nothing fits" in text and "Nothing fits at step 0" in text
         await press(pilot, "enter")  # no finding to jump to: nothing happens
         assert app.frame.step == 0 and app.is_running
+
+
+async def _until(pilot, condition, seconds: float = 10.0) -> None:
+    """Let the app run until ``condition()`` holds (a diagnosis that never ends: no waiting for the workers)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the app did not get there in time")
+
+
+@run_async
+async def test_a_diagnosis_that_never_ends_blocks_neither_stepping_nor_running_nor_quitting():
+    """As the automatic diagnosis of a 2048 x 2048 layer once did: a step, a run and q stop it at once (it runs
+    again when the worker is free); escape stops it for good and the pane says so."""
+    app = make_app()  # neuron, as posted: three steps, diverged from step 0
+    started: list[int | None] = []
+
+    def endless(step):
+        started.append(step)
+        while True:  # Python that never returns, as a slow rule would: stopped between two instructions
+            sum(range(1000))
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.debugger.diagnose = endless
+        await pilot.press("n")  # step 0 diverges: its diagnosis starts, and never ends
+        await _until(pilot, lambda: started and app.busy)
+        assert "diagnosing" in shown(app.main.query_one("#diagnosis-title"))
+        await pilot.press("n")  # stepping stops it: the step lands, then the diagnosis starts again
+        await _until(pilot, lambda: app.frame.step == 1 and len(started) == 2)
+        assert "diagnosing" in shown(app.main.query_one("#diagnosis-title"))
+        await pilot.press("e")  # a run too: to the end of the scenario
+        await _until(pilot, lambda: not app.running and app.frame.step == 2 and len(started) == 3)
+        await pilot.press("escape")  # stopped for good, and said so
+        await _until(pilot, lambda: not app.busy)
+        said = pane_text(app).replace("\n", " ")
+        assert "The diagnosis of the first divergence was stopped. Press a to diagnose" in said
+        await pilot.pause(0.3)
+        assert len(started) == 3  # not started again
+        await pilot.press("a")  # asked for again: it runs; and q stops it on the way out
+        await _until(pilot, lambda: len(started) == 4 and app.busy)
+        await pilot.press("q")
+    assert not app.is_running

@@ -12,7 +12,10 @@ The same worker validates and replays patches (a :class:`PatchDone` comes
 back; a replay is a long run: progress, escape cancels it and keeps the
 previous engine) and runs the diagnosis, once per engine at its first
 divergence and on the ``diagnose`` key at the step shown, when no other job is
-in flight (:class:`DiagnosisReady`).
+in flight (:class:`DiagnosisReady`). A diagnosis never holds the worker
+against the user: a step, a run, a patch, a save or quitting stops it at once
+(:class:`~gradstep.tui.stoppable_job.StoppableJob`) and it starts again when
+the worker is free; escape stops it for good.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from gradstep.tui.screens import HelpScreen, MainScreen, NumberPrompt, PatchEdit
 from gradstep.tui.screens.help import key_display
 from gradstep.tui.screenshot import screenshot_path
 from gradstep.tui.session import Debugger
+from gradstep.tui.stoppable_job import StoppableJob
 from gradstep.tui.widgets import FindingList, RunBar, TensorGrid
 
 # Moves that need the engine: disabled (and dimmed in the footer) while a run is in flight.
@@ -83,6 +87,10 @@ class GradstepApp(App[None]):
         self._diagnosis_wanted: tuple[int | None] | None = None  # (the step, or None: the first divergence)
         self._diagnosing: int | None = None  # the step being diagnosed, for the pane's title
         self._auto_diagnosed = -1  # the engine generation whose first divergence was diagnosed
+        self._diagnosis_job = StoppableJob()  # the diagnosis in flight, stopped when the worker is wanted
+        self._diagnosis_running: tuple[int | None] | None = None  # what it diagnoses: wanted again if stopped
+        self._diagnosis_again = False  # it was stopped to make way, and is wanted again
+        self._again_for: int | None = None  # the engine generation it is wanted again for (a patch drops it)
 
     def on_mount(self) -> None:
         if self.user_keymap:
@@ -116,9 +124,10 @@ class GradstepApp(App[None]):
     def _slow_job(self, job_number: int) -> None:
         """A step (or diagnosis) still running after SLOW_JOB_S: say so, and that escape drops what is queued."""
         if self.busy and not self.running and job_number == self._job:
+            stops = "stops it" if self._diagnosis_running is not None else "stops after it"
             for bar in self._run_bars():
                 bar.start(f"{self._slow_label}…{self._queued_text()}", self._key_for("interrupt", "escape"),
-                          stops="stops after it")
+                          stops=stops)
 
     def _queued_text(self) -> str:
         return f" ({self._pending:+d} step{'s' if abs(self._pending) != 1 else ''} queued)" if self._pending else ""
@@ -183,6 +192,7 @@ class GradstepApp(App[None]):
             self.notify(f"{type(event.worker.error).__name__}: {event.worker.error}", title="gradstep error",
                         severity="error", timeout=ERROR_NOTICE_S)
         self.busy = False
+        self._diagnosis_running = None  # (its message came first, unless the job failed)
         was_running, self.running = self.running, False
         for bar in self._run_bars():
             bar.stop()
@@ -218,6 +228,7 @@ class GradstepApp(App[None]):
                 self._pending += by
                 for bar in self._run_bars():
                     bar.relabel(f"{self._slow_label}…{self._queued_text()}")
+                self._make_way()
             return
         self._start(job, slow=f"stepping to step {max(INITIAL, self.view_step + by)}")
 
@@ -261,7 +272,7 @@ class GradstepApp(App[None]):
         self._long("running to the end", lambda p, c: self.debugger.run(None, None, self.view_step, p, c))
 
     def action_jump(self) -> None:
-        if self.busy:
+        if self.busy and self._diagnosis_running is None:  # (a diagnosis makes way once the step is chosen)
             return
         total = self.debugger.engine.total_steps
 
@@ -273,7 +284,7 @@ class GradstepApp(App[None]):
         self.push_screen(NumberPrompt("Go to step (-1: the initial weights)", INITIAL, total - 1), chosen)
 
     def action_run_steps(self) -> None:
-        if self.busy:
+        if self.busy and self._diagnosis_running is None:
             return
         remaining = max(1, self.debugger.engine.total_steps - 1 - self.view_step)
 
@@ -286,6 +297,8 @@ class GradstepApp(App[None]):
 
     def _long(self, what: str, job: Callable) -> None:
         if self.busy:
+            if self._make_way():
+                self._deferred = lambda: self._long(what, job)
             return
         progress, cancelled = self._progress(), self._cancel.is_set
         self._start(lambda: job(progress, cancelled), long_run=what)
@@ -295,6 +308,10 @@ class GradstepApp(App[None]):
         if self.busy:
             self._cancel.set()
             self._pending = 0
+            if self._stop_diagnosis(again=False):
+                for bar in self._run_bars():
+                    bar.relabel("stopping the diagnosis")
+                return
             if not self.running:
                 for bar in self._run_bars():
                     bar.relabel("stopping: the step in flight lands, nothing queued runs after it")
@@ -321,6 +338,7 @@ class GradstepApp(App[None]):
         if self.busy:
             if not self.running:
                 self._deferred = lambda: self.apply_patch(target, text)
+                self._make_way()
             return False
         view, patch = self.view_step, Patch(target, text)
         self._long(f"replaying to step {max(view, 0)} with {target}",
@@ -348,6 +366,7 @@ class GradstepApp(App[None]):
         if self.busy:
             if not self.running:
                 self._deferred = lambda: self._patch_move(action, what, possible, otherwise)
+                self._make_way()
             return
         view, session = self.view_step, self.debugger.patches
         move = getattr(session, action)
@@ -385,7 +404,7 @@ class GradstepApp(App[None]):
         self._want_diagnosis(self.view_step, self.view_step)
 
     def _want_diagnosis(self, step: int | None, shown: int) -> None:
-        self._diagnosis_wanted = (step,)
+        self._diagnosis_wanted, self._again_for = (step,), None
         self._diagnosing = shown
         self._show_diagnosis()
         if not self.busy:
@@ -394,13 +413,45 @@ class GradstepApp(App[None]):
     def _start_diagnosis(self) -> None:
         if self._diagnosis_wanted is None or self.busy:
             return
-        (step,) = self._diagnosis_wanted
-        self._diagnosis_wanted = None
+        if self._again_for not in (None, self.debugger.generation):  # stopped for a patch that replaced the run
+            self._diagnosis_wanted = self._diagnosing = self._again_for = None
+            self._show_diagnosis()
+            return
+        wanted, self._diagnosis_wanted = self._diagnosis_wanted, None
+        self._diagnosis_running = wanted
+        (step,) = wanted
         shown = "the first divergence" if step is None else f"step {step}"
-        self._start(lambda: DiagnosisReady(self.debugger.diagnose(step)), slow=f"diagnosing {shown}")
+        stopped = Diagnosis(self.debugger.generation, step, (), at_divergence=False, auto=step is None,
+                            error=f"The diagnosis of {shown} was stopped. Press {self.key_names('diagnose')} to "
+                                  "diagnose the step shown.")
+        self._diagnosis_job.arm()
+        self._start(lambda: self._diagnosis_job.run(lambda: DiagnosisReady(self.debugger.diagnose(step)),
+                                                    lambda: DiagnosisReady(stopped, stopped=True)),
+                    slow=f"diagnosing {shown}")
+
+    def _make_way(self) -> bool:
+        """The worker is wanted for a move: a diagnosis in flight stops now, and runs again once it is free.
+        True when one was stopped (the move then waits only for it to end)."""
+        return self._stop_diagnosis(again=True)
+
+    def _stop_diagnosis(self, again: bool) -> bool:
+        running = self._diagnosis_running
+        if running is None:
+            return False
+        self._diagnosis_job.stop()
+        if again and self._diagnosis_wanted is None:
+            self._diagnosis_wanted, self._diagnosis_again = running, True
+            self._again_for = self.debugger.generation
+        return True
 
     @on(DiagnosisReady)
     def _diagnosis_ready(self, message: DiagnosisReady) -> None:
+        running, self._diagnosis_running = self._diagnosis_running, None
+        again, self._diagnosis_again = self._diagnosis_again, False
+        if again and not message.stopped and self._diagnosis_wanted == running:
+            self._diagnosis_wanted = None  # it ended before the stop reached it: nothing to run again
+        if message.stopped and self._diagnosis_wanted is not None:
+            return  # stopped to make way: it runs again once the worker is free, and says so meanwhile
         diagnosis = message.diagnosis
         if self._diagnosis_wanted is None:
             self._diagnosing = None
@@ -419,6 +470,7 @@ class GradstepApp(App[None]):
         if self.busy:
             if not self.running:
                 self._deferred = lambda: self.show_evidence(step, tensor)
+                self._make_way()
             return
         view = self.view_step
         self._start(lambda: self.debugger.show_tensor(step, tensor, view))
@@ -481,6 +533,7 @@ class GradstepApp(App[None]):
         if self.busy:
             if not self.running:
                 self._deferred = self.action_save_session
+                self._make_way()
             return
         from gradstep.session_file import default_session_path
 
@@ -500,6 +553,7 @@ class GradstepApp(App[None]):
 
     async def action_quit(self) -> None:
         self._cancel.set()  # a run in flight stops at its next step
+        self._stop_diagnosis(again=False)  # and a diagnosis at once: quitting waits for the worker's thread
         self.exit()
 
     def on_unmount(self) -> None:
@@ -509,6 +563,7 @@ class GradstepApp(App[None]):
         still read ``app.debugger`` after ``run()``.
         """
         self._cancel.set()
+        self._stop_diagnosis(again=False)
         gc.unfreeze()  # the first frame froze everything alive then, the engine included, out of collection
         release_device_memory()
 

@@ -34,11 +34,12 @@ class PatchDone(Message):
 
 
 class DiagnosisReady(Message):
-    """The findings of one step, ranked."""
+    """The findings of one step, ranked; or (``stopped``) a diagnosis stopped before it ended."""
 
-    def __init__(self, diagnosis: Diagnosis) -> None:
+    def __init__(self, diagnosis: Diagnosis, stopped: bool = False) -> None:
         super().__init__()
         self.diagnosis = diagnosis
+        self.stopped = stopped
 
 
 class SessionSaved(Message):
