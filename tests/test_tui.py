@@ -223,12 +223,15 @@ async def test_a_slow_step_says_it_is_running_and_escape_drops_what_is_queued(mo
         label = bar.query_one("#run-label")
         text = str(label.render())
         assert bar.has_class("-running") and "stepping to step 0…" in text and "escape" in text
+        footer = app.main.query_one("KeyFooter")
+        assert "esc Stop" in shown(footer)  # the footer offers it too
         await pilot.press("n", "n", "n")
         await pilot.pause(0.05)
         assert "(+3 steps queued)" in str(label.render())
         await pilot.press("escape")
         await settle(pilot)
         assert app.frame.step == 0 and not bar.has_class("-running")
+        assert "esc Stop" not in shown(footer)  # and not once the step has landed: nothing is left to stop
 
 
 @run_async

@@ -128,6 +128,7 @@ class GradstepApp(App[None]):
             for bar in self._run_bars():
                 bar.start(f"{self._slow_label}…{self._queued_text()}", self._key_for("interrupt", "escape"),
                           stops=stops)
+            self.refresh_bindings()  # and escape shows in the footer
 
     def _queued_text(self) -> str:
         return f" ({self._pending:+d} step{'s' if abs(self._pending) != 1 else ''} queued)" if self._pending else ""
@@ -193,11 +194,10 @@ class GradstepApp(App[None]):
                         severity="error", timeout=ERROR_NOTICE_S)
         self.busy = False
         self._diagnosis_running = None  # (its message came first, unless the job failed)
-        was_running, self.running = self.running, False
+        self.running = False
         for bar in self._run_bars():
             bar.stop()
-        if was_running:
-            self.refresh_bindings()
+        self.refresh_bindings()  # escape leaves the footer with the job (the footer redraws only when told)
         if self._pending:
             self._pending_move()
         elif self._deferred is not None:
@@ -208,7 +208,7 @@ class GradstepApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "interrupt":
-            return self.busy  # shown only while a job is in flight
+            return self.busy  # only while a job is in flight
         if action in _ENGINE_ACTIONS and self.running:
             return None  # shown, dimmed
         return True

@@ -18,7 +18,7 @@ ENGINE_BINDINGS = [
     Binding("i", "app.run_nonfinite", "To NaN", tooltip="Run to the first NaN/Inf", id="run_nonfinite"),
     Binding("r", "app.run_steps", "Run N", tooltip="Run N steps on from the viewed step", id="run_steps"),
     Binding("e", "app.run_end", "To end", tooltip="Run to the end of the scenario", id="run_end"),
-    Binding("escape", "app.interrupt", "Stop", tooltip="Stop the run in progress", id="interrupt"),
+    Binding("escape", "app.interrupt", "Stop", tooltip="Stop the run in progress, or the diagnosis", id="interrupt"),
     Binding("ctrl+s", "app.save_session", "Save",
             tooltip="Save the session to a file to share (opens read-only: gradstep open FILE)", id="save_session"),
     Binding("question_mark", "app.help", "Help", tooltip="This list of keys", id="help"),

@@ -53,6 +53,7 @@ class Palette:
     statuses: Mapping[Status, str]
     bad: str
     good: str
+    lines: tuple[str, str, str] = ("", "", "")  # the loss plot's NumPy and torch lines and its step marker
 
     def style(self, status: Status) -> str:
         return self.statuses[status]
@@ -69,14 +70,17 @@ class Palette:
 def palette(variables: Mapping[str, str], no_color: bool = False) -> Palette:
     """The palette of a theme, from its CSS variables (``App.get_css_variables()``)."""
     if no_color:
-        return Palette(_frozen({s: _NO_COLOR.get(s, "bold") for s in Status}), "bold reverse", "")
+        # The plot's lines bright (its markers, • and +, tell them apart): a grey one vanishes on black.
+        return Palette(_frozen({s: _NO_COLOR.get(s, "bold") for s in Status}), "bold reverse", "",
+                       ("white", "white", "white"))
     backgrounds = [_colour(variables.get(name, "")) for name in ("background", "surface", "panel")]
     colours = {s: _colour(variables.get(name, "")) for s, name in _THEME_COLOUR.items()}
     if any(c is None for c in (*backgrounds, *colours.values())):  # the terminal's own colours: its choice
-        return Palette(_frozen({s: MARKS[s][1] for s in Status}), "bold red", "green")
+        return Palette(_frozen({s: MARKS[s][1] for s in Status}), "bold red", "green", ("blue", "yellow", "red"))
     readable = {s: _readable(c, backgrounds).hex for s, c in colours.items()}  # type: ignore[arg-type]
     styles = {s: f"bold {readable[s]}" if s in _SERIOUS else readable[s] for s in Status}
-    return Palette(_frozen(styles), f"bold {readable[Status.DIVERGED]}", readable[Status.OK])
+    lines = (readable[Status.ROUNDING], readable[Status.DRIFT], readable[Status.DIVERGED])  # primary, warning, error
+    return Palette(_frozen(styles), f"bold {readable[Status.DIVERGED]}", readable[Status.OK], lines)
 
 
 _made: WeakKeyDictionary[App, dict[tuple[str, bool], Palette]] = WeakKeyDictionary()

@@ -137,6 +137,7 @@ class MainScreen(Screen):
             self.query_one(TensorNavigator).show_entries([entry_view(e) for e in self.frame.entries], self.selected)
             self._detail_shown = None
             self._show_detail()
+            self.query_one(LossPlot).show_losses(self.frame.losses, self.frame.step)  # its lines' colours
             status = self.query_one(StatusBar)
             status._shown = None  # its colours changed, not its words
             status.show_status(status_view(self.frame, self.hex_bits), self.compact)

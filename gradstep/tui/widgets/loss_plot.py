@@ -8,6 +8,8 @@ import numpy as np
 from textual.timer import Timer
 from textual_plotext import PlotextPlot
 
+from gradstep.tui.marks import palette_of
+
 _MAX_POINTS = 400  # plotext is pure Python: thin long runs to about what the plot can show
 
 
@@ -46,14 +48,28 @@ class LossPlot(PlotextPlot):
         if len(losses):
             stride = max(1, len(losses) // _MAX_POINTS)
             xs = np.arange(0, len(losses), stride)
-            for column, label, marker, color in ((0, "NumPy", "•", "cyan"), (1, "torch", "+", "orange")):
+            numpy_colour, torch_colour, step_colour = self._colours()
+            for column, label, marker, color in ((0, "NumPy", "•", numpy_colour), (1, "torch", "+", torch_colour)):
                 ys = losses[xs, column]
                 keep = np.isfinite(ys)
                 if keep.any():
                     plt.plot(xs[keep].tolist(), ys[keep].tolist(), label=label, marker=marker, color=color)
             if step >= 0:
-                plt.vline(step, "red")
+                plt.vline(step, step_colour)
             plt.xlim(0, max(len(losses) - 1, 1))
             ticks = sorted({int(t) for t in np.linspace(0, len(losses) - 1, min(len(losses), 6)).round()})
             plt.xticks(ticks, [str(t) for t in ticks])
         self.refresh()
+
+    def _colours(self) -> tuple:
+        """NumPy's line, torch's and the step's marker in the theme's colours, readable on it (the marks'
+        palette)."""
+        return tuple(_plotext_colour(colour, default) for colour, default in
+                     zip(palette_of(self.app).lines, ("cyan", "orange", "red"), strict=True))
+
+
+def _plotext_colour(colour: str, default: str) -> str | tuple[int, int, int]:
+    """``#rrggbb`` as plotext's RGB tuple; a colour name as it is; none: ``default``."""
+    if colour.startswith("#"):
+        return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+    return colour or default
