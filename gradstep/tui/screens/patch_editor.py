@@ -271,6 +271,6 @@ class PatchEditor(Screen[None]):
             text.append(f"\n{outcome.line:>4} │ {lines[row]}", style="bold")
             self.text_area.selection = Selection((row, len(lines[row])), (row, 0))  # the line, marked
             self.text_area.scroll_cursor_visible(center=True)
-        text.append("\nNothing was swapped in; the text stays here to fix.", style="dim")
+        text.append("\nNothing was swapped in; the text stays here to fix.", style="italic")  # dim: unreadable on red
         self._message(text, error=True)
         self.text_area.focus()
