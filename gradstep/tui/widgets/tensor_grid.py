@@ -6,11 +6,12 @@ keyed by everything that changes them. The cursor is one element, shown
 reversed in all three panes; horizontal scrolling moves all three panes by
 whole columns together.
 
-A small matrix whose rows leave the view's lines empty while its columns do
-not fit side by side (a (1, 4) gradient at 120 columns shows one column per
-pane) is *folded*: each row takes several lines, each line the next columns
-of that row, labelled ``row,first column``; so as many of its columns show
-as the view has room for.
+A small matrix whose columns do not fit side by side while its rows leave
+the view's lines empty (a (1, 4) gradient at 120 columns showed one column
+per pane) is *folded*: each row takes several lines, each line the next
+columns of that row, labelled ``row,first column``, so that the whole matrix
+shows; a row vector too long for that shows as many of its columns as the
+view has lines.
 """
 
 from __future__ import annotations
@@ -191,14 +192,18 @@ class TensorGrid(ScrollView, can_focus=True):
         return _Geometry(label, cells, visible)
 
     def _folds(self, visible: int) -> int:
-        """Lines per row: one, or as many as it takes to show the columns that do not fit, while every row of
-        the matrix stays on screen (a small matrix; a big one scrolls)."""
+        """Lines per row: one, or as many as it takes to show the columns that do not fit side by side, with
+        every row on screen. Only where that shows the whole matrix, or the matrix is one row (its lines then
+        read as a list): a matrix folded in two, rows interleaved and still cut, reads worse than it scrolls."""
         model = self.model
         assert model is not None
         if model.rank < 2 or model.cols <= visible or not model.rows:
             return 1
-        body = self.scrollable_content_region.height - 1  # one header line when folded
-        return max(1, min(-(-model.cols // visible), body // model.rows))
+        needed = -(-model.cols // visible)
+        room = (self.scrollable_content_region.height - 1) // model.rows  # one header line when folded
+        if room < needed and model.rows > 1:
+            return 1
+        return max(1, min(needed, room))
 
     def _reveal_cursor(self, center: bool = False) -> None:
         """Scroll so the cursor is on screen (in the middle of it with ``center``)."""
