@@ -73,6 +73,9 @@ def build_engine(scenario: str, variant: str | None, device: str, dtype: str | N
                  atol: float | None, tf32: bool | None, patch_file: str | None = None,
                  memory_mb: float | None = None) -> Any:
     """Load the scenario (and patches) and make its engine; every bad input ends here with exit 2."""
+    from gradstep.kernel import warm_up
+
+    warm_up()  # the comparison kernel loads on its own thread while torch and the scenario load here
     from gradstep.engine import Engine, EngineError
     from gradstep.loader import LoadError, load_scenario
     from gradstep.patch import PatchError, load_file, patched_scenario

@@ -630,9 +630,11 @@ class _StepPlan:
         self.compared_keys = [self.keys[i] for i in compared]
         self._normwise_plan(record, tolerances)
         self.summarizer = PairSummarizer(sizes, tolerances)
-        self._sizes, self._tolerances = sizes, tolerances
-        # Per set of pairs out of tolerance; a drifting run meets many sets, so only the latest few.
-        self._subset_summarizers: OrderedDict[bytes, tuple[list[str], PairSummarizer]] = OrderedDict()
+        # "before w" is the array the last step left as "after w", on both sides: its row is that one's.
+        position = {k: i for i, k in enumerate(self.compared_keys)}
+        self._after_of_before = {i: position[keys.after(keys.base_name(k))] for i, k in enumerate(self.compared_keys)
+                                 if k.startswith("before ") and keys.after(keys.base_name(k)) in position}
+        self._last: tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray] | None = None
         inputs = set(live.data.batch(record.epoch, record.index))
         self._direct_always = np.array([k in inputs for k in self.compared_keys], dtype=bool)
         self._direct_first = self._direct_always | np.array([k.startswith("before ") for k in self.compared_keys])
@@ -678,26 +680,34 @@ class _StepPlan:
     def fits(self, record: StepRecord) -> bool:
         return _signature(record) == self.signature
 
-    def summarize(self, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]):
-        return self.summarizer.summarize(
-            [numpy_side[k] for k in self.compared_keys], [torch_side[k] for k in self.compared_keys]
-        )
+    def summarize(self, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]) -> StepSummary:
+        """Every compared pair of a free-running step; a weight's "before" row carried from the last "after"."""
+        summary = self.summarizer.summarize([numpy_side[k] for k in self.compared_keys],
+                                            [torch_side[k] for k in self.compared_keys],
+                                            carried=self._carried(numpy_side, torch_side))
+        afters = {k: (numpy_side[k], torch_side[k]) for k in self.compared_keys if k.startswith("after ")}
+        self._last = (afters, summary.rows)
+        return summary
 
-    def summarize_subset(self, mask: np.ndarray, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]):
-        """Like ``summarize`` for the compared pairs selected by ``mask`` (a summarizer cached per mask)."""
-        cache_key = mask.tobytes()
-        if cache_key in self._subset_summarizers:
-            self._subset_summarizers.move_to_end(cache_key)
-        else:
-            picked = np.flatnonzero(mask)
-            names = [self.compared_keys[i] for i in picked]
-            summarizer = PairSummarizer([self._sizes[i] for i in picked], [self._tolerances[i] for i in picked],
-                                        workspace=self.summarizer)
-            self._subset_summarizers[cache_key] = (names, summarizer)
-            if len(self._subset_summarizers) > _SUBSET_SUMMARIZERS:
-                self._subset_summarizers.popitem(last=False)
-        names, summarizer = self._subset_summarizers[cache_key]
-        return summarizer.summarize([numpy_side[k] for k in names], [torch_side[k] for k in names])
+    def _carried(self, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+        """Rows of "before" pairs that are, on both sides, the very arrays the last step's "after" were."""
+        if self._last is None:
+            return {}
+        afters, rows = self._last
+        carried = {}
+        for i, j in self._after_of_before.items():
+            last = afters.get(self.compared_keys[j])
+            key = self.compared_keys[i]
+            if last is not None and numpy_side[key] is last[0] and torch_side[key] is last[1]:
+                carried[i] = rows[j]
+        return carried
+
+    def summarize_subset(self, mask: np.ndarray, numpy_side: dict[str, np.ndarray],
+                         torch_side: dict[str, np.ndarray]) -> StepSummary:
+        """Like ``summarize`` for the compared pairs selected by ``mask`` (a local re-run's)."""
+        picked = [int(i) for i in np.flatnonzero(mask)]
+        names = [self.compared_keys[i] for i in picked]
+        return self.summarizer.summarize([numpy_side[k] for k in names], [torch_side[k] for k in names], picked)
 
     def direct_at(self, step: int) -> np.ndarray:
         """Pairs compared directly at ``step``: inputs always, initial weights at step 0."""
@@ -711,7 +721,6 @@ class _StepPlan:
 
 _PHASE_RANK = {p: i for i, p in enumerate(keys.PHASES)}
 _REFEREE_REPORTS = 64  # the latest steps' referee reports kept (the first divergence's is in it)
-_SUBSET_SUMMARIZERS = 8  # kept per step plan: each holds its own per-element tolerances when they differ
 
 
 def _signature(record: StepRecord) -> tuple:

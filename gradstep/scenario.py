@@ -40,6 +40,7 @@ This module must not import torch: loading and listing scenarios stays cheap.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -332,6 +333,7 @@ def _where(fn: Callable[..., Any]) -> str:
     return f"{name} ({code.co_filename}:{code.co_firstlineno}) " if code is not None else f"{name} "
 
 
+@functools.lru_cache(maxsize=256)  # asked every step of a run: inspect.signature costs ~20 µs a call
 def takes(fn: Callable[..., Any], count: int) -> bool:
     """Whether ``fn`` can be called with ``count`` positional arguments (how optional arguments are offered)."""
     try:
