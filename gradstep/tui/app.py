@@ -183,11 +183,10 @@ class GradstepApp(App[None]):
             self.notify(f"{type(event.worker.error).__name__}: {event.worker.error}", title="gradstep error",
                         severity="error", timeout=ERROR_NOTICE_S)
         self.busy = False
-        was_running, self.running = self.running, False
+        self.running = False
         for bar in self._run_bars():
             bar.stop()
-        if was_running:
-            self.refresh_bindings()
+        self.refresh_bindings()  # the stop key goes from the footer, whatever showed it meanwhile
         if self._pending:
             self._pending_move()
         elif self._deferred is not None:
