@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradstep import keys
+from gradstep.diagnosis.budget import Budget
 from gradstep.diagnosis.gradcheck import GradCheck, gradcheck
 from gradstep.diagnosis.replica import NumpyReplica, TorchReplica
 from gradstep.diagnosis.view import StepView, view_of
@@ -25,9 +26,10 @@ from gradstep.trace import StepRecord
 class Probe:
     """Lazy, cached facts about one engine's run."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, budget: Budget | None = None):
         self.engine = engine
         self.scenario = engine.scenario
+        self.budget = budget or Budget()
         self._cache: dict[tuple, Any] = {}
 
     @property

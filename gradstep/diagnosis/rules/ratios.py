@@ -124,7 +124,8 @@ def _group_finding(view: StepView, probe: Probe | None, group: RatioGroup) -> Fi
         rule="ratio", cause=cause, evidence=tuple(evidence), confidence=confidence, step=view.step,
         tensor=grads[0] if grads else group.keys[0], side=blame.side, function=blame.function,
         tensors=tuple(group.keys + after),
-        values={"ratio": r, "measured_ratio": group.ratio, **({"loss_ratio": loss_ratio} if loss_ratio else {})},
+        values={"ratio": r, "measured_ratio": group.ratio, "reading": 1.0 if meaning else 0.0,
+                **({"loss_ratio": loss_ratio} if loss_ratio else {})},
     )
 
 
