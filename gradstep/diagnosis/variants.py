@@ -43,17 +43,20 @@ def code(node: ast.AST) -> str:
 
 
 def scope_arrays(namespace: Mapping[str, Any]) -> list[tuple[str, ast.expr, np.ndarray]]:
-    """Every array a statement could have read: names in scope, and one look-up into dicts in scope."""
-    out = []
+    """Every array a statement could have read: names in scope first, then one look-up into dicts in scope
+    (``acts["a1"]``) for values no name holds."""
+    out = [(name, ast.Name(name, ast.Load()), value) for name, value in namespace.items() if _array(value)]
     for name, value in namespace.items():
-        if _array(value):
-            out.append((name, ast.Name(name, ast.Load()), value))
-        elif isinstance(value, Mapping):
+        if isinstance(value, Mapping):
             for key, item in value.items():
-                if isinstance(key, str) and _array(item):
+                if isinstance(key, str) and _array(item) and not any(_same(item, v) for _, _, v in out):
                     node = ast.Subscript(ast.Name(name, ast.Load()), ast.Constant(key), ast.Load())
                     out.append((code(node), node, item))
     return out
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a is b or (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b))
 
 
 def sizes_in(arrays: list[tuple[str, ast.expr, np.ndarray]]) -> list[int]:
