@@ -327,7 +327,7 @@ class LineRecorder:
             return  # containers: their arrays are recorded where they are computed
         if not (_is_array(value) or _is_number(value)):
             return
-        known = self.copy_of.get(id(value)) if _is_array(value) else None
+        known = self.copy_of.get(id(value)) if _is_array(value) else self.made_by.get(id(value))
         if known is not None and not in_place:
             return  # the same object under another name: already recorded where it was made
         copy = self._copy(value) if _is_array(value) else value

@@ -92,13 +92,20 @@ def installed(run: Run, original: Callable[..., Any], replacement: Callable[...,
     for value in list(run.globals.values()):
         if inspect.isclass(value):
             homes += [(_ClassDict(value), name) for name, attr in vars(value).items() if attr is original]
+    defaults = [fn for fn in list(run.globals.values()) if isinstance(fn, FunctionType) and fn.__defaults__
+                and any(d is original for d in fn.__defaults__)]  # def f(x, norm=helper): bound when defined
+    saved = [fn.__defaults__ for fn in defaults]
     for home, name in homes:
         home[name] = replacement
+    for fn in defaults:
+        fn.__defaults__ = tuple(replacement if d is original else d for d in fn.__defaults__)
     try:
         yield
     finally:
         for home, name in homes:
             home[name] = original
+        for fn, before in zip(defaults, saved, strict=True):
+            fn.__defaults__ = before
 
 
 class _ClassDict:

@@ -72,7 +72,7 @@ def edits(expr: ast.expr, values: Mapping[str, Any], namespace: Mapping[str, Any
     """Candidate edits of ``expr``; ``values`` holds its leaves' values by their code."""
     in_scope = scope_arrays(namespace)
     transposed = ast.Attribute(expr, "T", ast.Load())
-    yield Edit("transpose", f"`({code(expr)}).T`, the result transposed", expr, transposed)
+    yield Edit("transpose", f"the result transposed, `({code(expr)}).T`,", expr, transposed)
     yield from _input_edits(expr, values, in_scope)
     for node in ast.walk(expr):
         if isinstance(node, ast.BinOp):
@@ -115,9 +115,9 @@ def _binop_edits(node: ast.BinOp, in_scope: list, values: Mapping[str, Any]) -> 
             new = ast.BinOp(node.left, ast.Div(), ast.Constant(size))
             yield Edit("divisor", f"`/ {size}` in place of `/ {code(node.right)}`", node, new)
     if isinstance(node.op, (ast.Add, ast.Sub)):
-        yield Edit("drop", f"without `{_op(node.op)} {code(node.right)}`", node, node.left)
+        yield Edit("drop", f"`{code(node.left)}` alone, without `{_op(node.op)} {code(node.right)}`", node, node.left)
         if isinstance(node.op, ast.Add):
-            yield Edit("drop", f"without `{code(node.left)} +`", node, node.right)
+            yield Edit("drop", f"`{code(node.right)}` alone, without `{code(node.left)} +`", node, node.right)
 
 
 def _comparison_edits(node: ast.Compare) -> Iterator[Edit]:
@@ -135,8 +135,7 @@ def _call_edits(node: ast.Call) -> Iterator[Edit]:
     name = _called_name(node)
     plain = isinstance(node.func, ast.Name) or (isinstance(node.func, ast.Attribute) and _is_module(node.func.value))
     if node.args and plain and name not in REDUCERS:
-        yield Edit("call", f"without `{name}(…)`: `{code(node.args[0])}` in place of `{code(node)}`", node,
-                   node.args[0])
+        yield Edit("call", f"`{code(node.args[0])}` in place of `{code(node)}`", node, node.args[0])
     if name in REDUCERS:
         yield from _axis_edits(node, name)
     if name in ("std", "var"):
@@ -161,10 +160,13 @@ def _axis_edits(node: ast.Call, name: str) -> Iterator[Edit]:
     for axis in (None, 0, 1, -1):
         if axis == now or (now == "?" and axis is None):
             continue
-        keywords = [k for k in node.keywords if k.arg != "axis"]
-        args = list(node.args[:position]) if (current is not None and len(node.args) > position) else list(node.args)
-        if axis is not None:
-            keywords = [*keywords, ast.keyword("axis", ast.Constant(axis))]
+        args, keywords = list(node.args), list(node.keywords)
+        if current is not None and any(k.arg == "axis" for k in keywords):
+            keywords = [ast.keyword("axis", ast.Constant(axis)) if k.arg == "axis" else k for k in keywords]
+        elif current is not None:
+            args[position] = ast.Constant(axis)
+        elif axis is not None:
+            keywords.append(ast.keyword("axis", ast.Constant(axis)))
         new = ast.Call(node.func, args, keywords)
         yield Edit("axis", f"`{code(new)}` in place of `{code(node)}`", node, new)
 

@@ -49,14 +49,14 @@ def locate(view: StepView, probe: Probe | None, found: list[Finding], budget: Bu
 def merge(found: list[Finding], line: Finding) -> list[Finding]:
     strength = line.values.get("score", 0)
     covering = [f for f in found if f.step == line.step and set(f.tensors) & set(line.tensors)]
-    specific = [f for f in covering if f.side == "numpy" and f.rule not in GENERIC and not _unread_ratio(f)]
+    specific = [f for f in covering if f.side == "numpy" and not _generic(f)]
     out = []
     absorbed: list[str] = []
     for f in found:
         if f in specific:
             out.append(dataclasses.replace(f, evidence=(*f.evidence, *line.evidence[1:]), file=line.file,
                                            line=line.line))
-        elif f in covering and strength >= 3 and f.side in ("numpy", None) and (f.rule in GENERIC or _unread_ratio(f)):
+        elif f in covering and strength >= 3 and f.side in ("numpy", "both", None) and _generic(f):
             absorbed += list(f.evidence)
         elif f in covering and strength >= 2 and f.side == "torch" and f.function == "torch.backward":
             out.append(dataclasses.replace(f, confidence=min(f.confidence, 0.45)))
@@ -65,7 +65,7 @@ def merge(found: list[Finding], line: Finding) -> list[Finding]:
     if not specific:
         # Another side's cause for the same tensors (torch's extra bias, a different loss) comes first:
         # torch's value fixes any NumPy line downstream of it.
-        elsewhere = [f for f in out if f in covering and f.side != "numpy" and f.rule not in GENERIC
+        elsewhere = [f for f in out if f in covering and f.side != "numpy" and not _generic(f)
                      and f.function != "torch.backward" and f.confidence >= 0.5]
         if elsewhere and strength < 3:
             return out  # nothing to add: no edit of the NumPy line, torch's cause explains it
@@ -74,8 +74,11 @@ def merge(found: list[Finding], line: Finding) -> list[Finding]:
     return out
 
 
-def _unread_ratio(f: Finding) -> bool:
-    return f.rule == "ratio" and not f.values.get("reading")
+def _generic(f: Finding) -> bool:
+    """A finding that says the sides differ without naming a cause: no side or function, a factor no reading
+    explains, a gradient that is "something else"."""
+    return f.rule in GENERIC or f.side is None or f.function is None or (
+        f.rule == "ratio" and not f.values.get("reading"))
 
 
 def line_finding(view: StepView, c: Culprit) -> Finding:
@@ -86,7 +89,7 @@ def line_finding(view: StepView, c: Culprit) -> Finding:
         cause += (f": changes in place an array that {c.in_place.location} `{c.in_place.text}` gave a second name "
                   f"without copying it, so {join_names(c.targets)} changes with it")
     elif agreeing:
-        cause += f": {join_names(agreeing)} agree with torch; {c.what} does not"
+        cause += f": {join_names(agreeing)} {'agrees' if len(agreeing) == 1 else 'agree'} with torch; {c.what} does not"
     else:
         cause += f": {c.what} matches no torch value"
     if c.function and c.function not in c.role:

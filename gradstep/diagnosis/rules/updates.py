@@ -22,7 +22,8 @@ import numpy as np
 
 from gradstep import keys
 from gradstep.diagnosis.findings import Finding, num
-from gradstep.diagnosis.numeric import agreement_tolerance, close, fit_coefficient, lower_eps
+from gradstep.diagnosis.numeric import agreement_tolerance, close, constant_ratio, fit_coefficient, lower_eps
+from gradstep.diagnosis.optimizers import RuleFit, Settings, first_fit, schedule_shift, settings_from
 from gradstep.diagnosis.probe import Probe
 from gradstep.diagnosis.rules.ratios import gradcheck_line
 from gradstep.diagnosis.view import StepView
@@ -72,12 +73,14 @@ def fit_update(deltas: list[np.ndarray], grads: list[np.ndarray], weights: list[
         return None
     for model in MODELS:
         x = np.stack([features[f] for f in model], axis=1)
-        if len(d) < len(model) or np.linalg.matrix_rank(x) < len(model):
+        # Two equations more than unknowns at least: a one-element bias over three steps fits anything exactly.
+        if len(d) < len(model) + 2 or np.linalg.matrix_rank(x) < len(model):
             continue
         beta, *_ = np.linalg.lstsq(x, d, rcond=None)
         residual = float(np.max(np.abs(x @ beta - d))) / scale
-        if residual <= tol:
-            coef = dict(zip(model, (float(b) for b in beta), strict=True))
+        coef = dict(zip(model, (float(b) for b in beta), strict=True))
+        plausible = coef["g"] < 0 and -1e-9 <= coef.get("prev", 0.0) <= 1.0 + 1e-9
+        if residual <= tol and plausible:
             c = coef["g"]
             return UpdateFit(lr=-c, momentum=coef.get("prev", 0.0), weight_decay=coef.get("w", 0.0) / c if c else 0.0,
                              residual=residual)
@@ -118,6 +121,8 @@ def _compare_updates(view: StepView, probe: Probe, name: str) -> Finding | None:
     numpy_fits, torch_fits = _fits(probe, name, "numpy", steps), _fits(probe, name, "torch", steps)
     if numpy_fits is None or torch_fits is None:
         return None
+    if any(f is None for f in [*numpy_fits.values(), *torch_fits.values()]):
+        return _compare_rules(view, probe, name, steps)  # not SGD at one rate on some side: the wider families
     differences, sides = [], set()
     for piece in numpy_fits:
         a, b = numpy_fits[piece], torch_fits.get(piece)
@@ -225,6 +230,138 @@ def _fit_values(numpy_fits: dict, torch_fits: dict) -> dict[str, float]:
                 out.update({f"{side} {piece} lr": fit.lr, f"{side} {piece} momentum": fit.momentum,
                             f"{side} {piece} weight_decay": fit.weight_decay})
     return out
+
+
+# ---- rules beyond SGD at one rate: Adam, RMSprop, Adagrad, schedules ------------------------
+
+
+def _rule_fits(probe: Probe, name: str, side: str, steps: range, settings: Settings) -> dict[str, RuleFit | None]:
+    deltas, grads, weights = _side_series(probe, side, name, steps)
+    afters = [d + w for d, w in zip(deltas, weights, strict=True)]
+    eps = lower_eps(*[np.asarray(getattr(probe.record(s), side)[keys.after(name)]) for s in steps[:1]])
+    noise = [4 * eps * (np.abs(w) + np.abs(a)) for w, a in zip(weights, afters, strict=True)]
+    names = probe.torch_names(name)
+
+    def piece(arrays: list[np.ndarray], i: int) -> list[np.ndarray]:
+        return [x if len(names) == 1 else probe.pieces(name, x)[i][1] for x in arrays]
+
+    return {t: first_fit(piece(deltas, i), piece(grads, i), piece(weights, i), settings, piece(noise, i))
+            for i, t in enumerate(names)}
+
+
+def _compare_rules(view: StepView, probe: Probe, name: str, steps: range) -> Finding | None:
+    optimizer = probe.engine.live.torch.optimizer
+    settings = settings_from(optimizer, probe.hyper())
+    numpy_fits = _rule_fits(probe, name, "numpy", steps, settings)
+    torch_fits = _rule_fits(probe, name, "torch", steps, settings)
+    differences, sides, values = [], [], {}
+    for piece, a in numpy_fits.items():
+        b = torch_fits.get(piece)
+        text, side = _rule_difference(piece, a, b, probe, settings)
+        if text:
+            differences.append(text)
+            sides.append(side)
+        for who, fit in (("numpy", a), ("torch", b)):
+            if fit is not None:
+                values.update({f"{who} {piece} {k}": float(v) for k, v in fit.rule.constants.items()})
+                values[f"{who} {piece} lr"] = float(fit.lrs[0])
+    if not differences:
+        return None
+    side = sides[0] if len(set(sides)) == 1 else "both"
+    side = None if side == "none" else side
+    evidence = [worst_line(view.comparisons[keys.after(name)]),
+                f"grad {name} agrees: {worst_line(view.comparisons[keys.grad(name)])}"]
+    evidence += [_rule_line(w, p, f) for w, fits in (("numpy", numpy_fits), ("torch", torch_fits))
+                 for p, f in fits.items()]
+    first_step = _first_step_ratio(probe, name, steps)
+    evidence += first_step
+    cause = f"the gradients of {name} agree but the updates do not: " + "; ".join(differences) + "."
+    if first_step and "Adam's first step" in first_step[0]:
+        cause += f" {first_step[0][0].upper()}{first_step[0][1:]}."
+    function = {"numpy": "numpy.update", "torch": "torch.optimizer" if optimizer is not None else "torch.update"
+                }.get(side or "")
+    return Finding(rule="update-rule", cause=cause, evidence=tuple(evidence), confidence=0.88 if side else 0.6,
+                   step=view.step, tensor=keys.after(name), side=side, function=function,
+                   tensors=(keys.after(name),), values=values)
+
+
+def _rule_difference(piece: str, a: RuleFit | None, b: RuleFit | None, probe: Probe, settings: Settings
+                     ) -> tuple[str, str]:
+    known = "SGD (momentum, dampening, Nesterov, weight decay), Adam/AdamW, RMSprop or Adagrad"
+    if a is None and b is None:
+        return f"neither side's update of {piece} is {known}", "none"
+    if a is None or b is None:
+        which = "NumPy" if a is None else "torch"
+        return f"{which}'s update of {piece} is none of {known} (clipping? a rule of its own?)", which.lower()
+    if a.rule.name != b.rule.name or a.rule.constants != b.rule.constants:
+        at_fault = _rule_at_fault(a, b, settings)
+        return (f"{piece}: NumPy's update is {_rule_text(a)}, torch's {_rule_text(b)}", at_fault)
+    shift = schedule_shift(a.lrs, b.lrs, probe.engine.steps_per_epoch)
+    if shift is not None:
+        epoch = probe.engine.steps_per_epoch
+        span = (("an epoch" if abs(shift) == epoch and epoch > 1 else "a step") +
+                (f" ({abs(shift)} steps)" if abs(shift) > 1 else ""))
+        ahead = "NumPy's" if shift > 0 else "torch's"
+        return (f"{piece}: both are {a.rule.name}, but {ahead} learning-rate schedule runs {span} early: NumPy's "
+                f"rates {_rates(a.lrs)} against torch's {_rates(b.lrs)}", "numpy" if shift > 0 else "torch")
+    ratio = a.lrs / b.lrs
+    if np.allclose(ratio, ratio[0], rtol=1e-6) and not close(ratio[0], 1.0, 1e-6):
+        hp = _hyper_values(probe).get("lr")
+        return (f"{piece}: both are {a.rule.name}, with learning rate {nice(a.lrs[0])} on the NumPy side and "
+                f"{nice(b.lrs[0])} on torch's (NumPy's steps are {factor_text(ratio[0])}× torch's)",
+                _off_hp(a.lrs[0], b.lrs[0], hp) if hp is not None else "numpy")
+    if not np.allclose(a.lrs, b.lrs, rtol=1e-6):
+        return (f"{piece}: both are {a.rule.name}, with learning rates that differ from step to step: NumPy's "
+                f"{_rates(a.lrs)}, torch's {_rates(b.lrs)}", "numpy")
+    return "", ""
+
+
+def _rule_at_fault(a: RuleFit, b: RuleFit, settings: Settings) -> str:
+    """torch's optimizer is the reference when its rule is the one torch's optimizer class implements."""
+    if settings.preferred and b.rule.family == settings.preferred and a.rule.family != settings.preferred:
+        return "numpy"
+    if settings.preferred and a.rule.family == settings.preferred and b.rule.family != settings.preferred:
+        return "torch"
+    return "numpy" if settings.preferred else "both"
+
+
+def _rule_text(fit: RuleFit) -> str:
+    consts = ", ".join(f"{GREEK.get(k, k)} {nice(v)}" for k, v in fit.rule.constants.items())
+    rate = f"lr {nice(fit.lrs[0])}" if fit.constant_lr else f"lr per step {_rates(fit.lrs)}"
+    return f"{fit.rule.name} ({', '.join(p for p in (rate, consts) if p)})"
+
+
+GREEK = {"beta1": "β1", "beta2": "β2", "eps": "ε", "alpha": "α", "weight_decay": "weight decay"}
+
+
+def _rates(lrs: np.ndarray) -> str:
+    shown = ", ".join(nice(float(x)) for x in lrs[:6])
+    return f"[{shown}{', …' if len(lrs) > 6 else ''}]"
+
+
+def _rule_line(side: str, piece: str, fit: RuleFit | None) -> str:
+    if fit is None:
+        return f"{side} {piece}: no rule fits its updates"
+    return (f"{side} {piece}: Δw = −lr·d with d from {_rule_text(fit)}, fitted step by step over its own run "
+            f"(residual {num(fit.residual)} of the update's scale)")
+
+
+def _first_step_ratio(probe: Probe, name: str, steps: range) -> list[str]:
+    """At step 0 both start from the same state: NumPy's update / torch's, when it is one number."""
+    if not len(steps):
+        return []
+    record = probe.record(steps[0])
+    d = [np.asarray(getattr(record, s)[keys.after(name)], dtype=np.float64) -
+         np.asarray(getattr(record, s)[keys.before(name)], dtype=np.float64) for s in ("numpy", "torch")]
+    r = constant_ratio(d[0], d[1], 1e-3)  # to 1e-3: ε shifts the smallest elements a little
+    if r is None or close(r, 1.0, 1e-3):
+        return []
+    return [f"at step {steps[0]} NumPy's update is {num(float(f'{r:.5g}'))}× torch's for every element of {name}"
+            + (" = (1 − β1)/√(1 − β2), Adam's first step without bias correction" if _adam_first(r) else "")]
+
+
+def _adam_first(r: float) -> bool:
+    return any(close(r, (1 - b1) / np.sqrt(1 - b2), 1e-3) for b1, b2 in ((0.9, 0.999), (0.9, 0.99), (0.5, 0.999)))
 
 
 # ---- an L2 penalty in one side's gradient --------------------------------------------------
