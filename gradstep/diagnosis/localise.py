@@ -88,6 +88,9 @@ class Culprit:
     in_place: Run | None = None  # the line that made the array it changes in place without a copy
     function: str = ""  # the Python function holding the line (a helper's name, possibly)
     score: int = 0
+    value: Any = None  # what the line computed (float64 re-run)
+    right: np.ndarray | None = None  # torch's value that, in its place, makes the targets agree
+    stmt: ast.stmt | None = None
 
     @property
     def location(self) -> str:
@@ -281,9 +284,10 @@ class Localiser:
         targets = set(suspect.targets)
         if product.in_place:
             culprit.in_place = self._aliasing_run(product)
+        culprit.value, culprit.stmt = product.value, run.stmt
         right = self._torch_value_here(product, targets)
         if right is not None:
-            culprit.torch_value, culprit.score = right[0].name, 2
+            culprit.torch_value, culprit.score, culprit.right = right[0].name, 2, right[1]
         fix = self._structural_fix(product, targets, right[1] if right else None)
         if fix is None:
             fix = self._factor_fix(product, targets, right[1] if right else None)

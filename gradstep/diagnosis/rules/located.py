@@ -18,6 +18,7 @@ no catalogue. Its answer is merged with theirs:
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 
 import numpy as np
@@ -43,7 +44,7 @@ def locate(view: StepView, probe: Probe | None, found: list[Finding], budget: Bu
     culprit = Localiser(probe, view, budget).find()
     if culprit is None:
         return found
-    return merge(found, line_finding(view, culprit))
+    return merge(found, kink_finding(view, culprit) or line_finding(view, culprit))
 
 
 def merge(found: list[Finding], line: Finding) -> list[Finding]:
@@ -79,6 +80,71 @@ def _generic(f: Finding) -> bool:
     explains, a gradient that is "something else"."""
     return f.rule in GENERIC or f.side is None or f.function is None or (
         f.rule == "ratio" and not f.values.get("reading"))
+
+
+# ---- a kink: the sides part only where an input sits exactly on it ----------------------------
+
+
+def kink_finding(view: StepView, c: Culprit) -> Finding | None:
+    """The line's value and torch's differ only where one of its inputs is exactly at a kink (0, or a constant
+    the line compares with): the derivative there is a convention, and the two sides chose differently."""
+    if c.right is None or not isinstance(c.value, np.ndarray) or c.value.shape != c.right.shape:
+        return None
+    mine, theirs = np.asarray(c.value, dtype=np.float64), np.asarray(c.right, dtype=np.float64)
+    scale = max(float(np.max(np.abs(theirs), initial=0.0)), 1e-300)
+    differ = np.abs(mine - theirs) > 1e-9 * scale
+    if not differ.any():
+        return None
+    for i in c.inputs:
+        if not isinstance(i.value, np.ndarray) or i.value.shape != mine.shape or i.value.dtype.kind != "f":
+            continue
+        for point in _kink_points(c):
+            at = i.value == point
+            if at.any() and not (differ & ~at).any():
+                return _kink(view, c, i.text, point, int(differ.sum()), int(at.sum()), mine, theirs, differ)
+    return None
+
+
+def _kink_points(c: Culprit) -> list[float]:
+    points = [0.0]
+    if c.stmt is not None:
+        for node in ast.walk(c.stmt):
+            if isinstance(node, ast.Compare):
+                points += [float(x.value) for x in node.comparators if isinstance(x, ast.Constant)
+                           and isinstance(x.value, (int, float)) and not isinstance(x.value, bool)]
+    return list(dict.fromkeys(points))
+
+
+def _kink(view: StepView, c: Culprit, name: str, point: float, n_differ: int, n_at: int, mine: np.ndarray,
+          theirs: np.ndarray, differ: np.ndarray) -> Finding:
+    first = tuple(int(i) for i in np.argwhere(differ)[0])
+    convention = _convention(c, point)
+    cause = (f"{c.role}, {c.location} `{c.text}`: the sides differ only where {name} is exactly {num(point)} "
+             f"({n_differ} elements), the kink, where a derivative is a convention — {convention}")
+    if c.fix is not None:
+        cause += f" With {c.fix.text} it matches torch to {num(c.fix.error)}."
+    evidence = [worst_line(view.comparisons[c.targets[0]])] if c.targets[0] in view.comparisons else []
+    evidence += [f"{c.what}{list(first)}: NumPy {num(mine[first])}, torch ({c.torch_value}) {num(theirs[first])}, "
+                 f"where {name} is {num(point)}",
+                 f"{n_at} elements of {name} are exactly {num(point)}; every element that differs is one of them, "
+                 "in float64 re-runs of both sides from the same weights (not rounding)",
+                 "finite differences have no verdict there: the one-sided differences disagree at a kink"]
+    return Finding(rule="kink", cause=cause, evidence=tuple(evidence), confidence=0.93, step=view.step,
+                   tensor=c.targets[0], side="numpy", function=c.role, tensors=tuple(c.targets),
+                   values={"line": float(c.lineno), "point": point, "elements": float(n_differ)},
+                   file=c.filename, line=c.lineno)
+
+
+def _convention(c: Culprit, point: float) -> str:
+    ops = {type(op) for node in ast.walk(c.stmt) if isinstance(node, ast.Compare) for op in node.ops} \
+        if c.stmt is not None else set()
+    if ast.GtE in ops or ast.LtE in ops:
+        return (f"NumPy's `>=`/`<=` counts {num(point)} in (a ReLU's derivative 1 at 0), torch's ReLU gives 0 there "
+                "(`> 0`). Use `>` to match torch, or accept the difference as a convention.")
+    if ast.Gt in ops or ast.Lt in ops:
+        return (f"NumPy's `>`/`<` leaves {num(point)} out, torch counts it in there (`>=`). Use `>=` to match "
+                "torch, or accept the difference as a convention.")
+    return "NumPy's line and torch's backward take different one-sided derivatives there."
 
 
 def line_finding(view: StepView, c: Culprit) -> Finding:

@@ -391,21 +391,75 @@ def _penalty(view: StepView, probe: Probe | None, name: str, pair: tuple[np.ndar
     named = _named_hyper(view, abs(k)) if k is not None else None
     if k is None or (fit_coefficient(g_np - g_t, w, noise, 1e-3, support=2) is None and not named):
         return None  # one number is proportional to anything: only a known penalty makes it a reading
-    side = "numpy" if k > 0 else "torch"
+    if probe is not None and _accumulated(view, probe, name, g_np - g_t, noise):
+        return None  # the control: from a zero start, an unzeroed gradient is k·w with k = 1/lr
+    side, function, blame = _penalty_blame(view, probe, name, k)
     pieces = _piece_coefficients(probe, name, g_np - g_t, w, noise) if probe is not None else {}
     amount = f"{named[0]}·{name} ({named[0]} = {num(named[1])})" if named else f"{nice(abs(k))}·{name}"
-    cause = (f"the {'NumPy' if side == 'numpy' else 'torch'} gradient of {name} is the other side's plus {amount}: "
-             f"an L2 penalty's gradient added on the {side} side only{_bias_clause(name, pieces, k)}. Apply the same "
-             "penalty on both sides (and decide whether the bias is penalised).")
+    bigger = "NumPy" if k > 0 else "torch"
+    cause = f"the {bigger} gradient of {name} is the other side's plus {amount}{_bias_clause(name, pieces, k)}: "
+    cause += blame or (f"an L2 penalty's gradient added on the {bigger} side only. Apply the same penalty on both "
+                       "sides (and decide whether the bias is penalised).")
     evidence = [worst_line(view.comparisons[keys.grad(name)]),
                 f"numpy − torch = k·{name} with k = {num(k)} for every element (within the gradients' rounding)"]
     evidence += [f"{p}: k = {num(v) if v is not None else 'no single k'}" for p, v in pieces.items()]
-    check = probe.gradcheck_of(view.step, side, name) if probe is not None else None
-    evidence += [gradcheck_line(check)] if check is not None else []
+    for who in ("numpy", "torch"):
+        check = probe.gradcheck_of(view.step, who, name) if probe is not None else None
+        evidence += [gradcheck_line(check)] if check is not None else []
+    if probe is not None and view.step > 0:
+        evidence.append("the control: the difference is not the previous step's gradient (no accumulation)")
     return Finding(rule="penalty", cause=cause, evidence=tuple(evidence), confidence=0.9, step=view.step,
-                   tensor=keys.grad(name), side=side, function=f"{side}.backward" if side == "numpy" else "torch.loss",
+                   tensor=keys.grad(name), side=side, function=function,
                    tensors=(keys.grad(name), keys.after(name)),
                    values={"k": k, **({named[0]: named[1]} if named else {})})
+
+
+def _penalty_blame(view: StepView, probe: Probe | None, name: str, k: float) -> tuple[str, str, str]:
+    """(side, function, sentence): finite differences decide when one side's gradient is not its loss's."""
+    by_sign = "numpy" if k > 0 else "torch"
+    default = (by_sign, "numpy.backward" if by_sign == "numpy" else "torch.loss", "")
+    if probe is None:
+        return default
+    mine, theirs = probe.gradcheck_of(view.step, "numpy", name), probe.gradcheck_of(view.step, "torch", name)
+    if mine is not None and theirs is not None and mine.differs and theirs.matches:
+        return ("numpy", "numpy.backward", "finite differences say NumPy's gradient is the wrong one — it is not the "
+                "derivative of numpy.loss, and torch's is torch.loss's: the L2 term in numpy.backward does not match "
+                f"the penalty in numpy.loss (off by {nice(k)}·{name}; the derivative of λ·Σw² is 2λw).")
+    if mine is not None and theirs is not None and theirs.differs and mine.matches and theirs.fresh_matches is False:
+        return ("torch", "torch.backward", "finite differences say torch's gradient is not torch.loss's.")
+    if mine is not None and theirs is not None and mine.matches and theirs.matches and \
+            _loss_has_penalty(view, probe, name, k):
+        return (by_sign, f"{by_sign}.loss", f"an L2 penalty in {by_sign}.loss and its gradient, on the {by_sign} side "
+                "only: each gradient is its own loss's (finite differences). Apply the same penalty on both sides "
+                "(and decide whether the bias is penalised).")
+    return default
+
+
+def _loss_has_penalty(view: StepView, probe: Probe, name: str, k: float) -> bool:
+    """Do the losses (float64 re-runs from the same weights) differ by k/2·Σw², the penalty whose gradient is k·w?"""
+    try:
+        mine, theirs = probe.numpy_float64(view.step), probe.torch_fresh(view.step)
+    except Exception:  # the re-runs are optional evidence
+        return False
+    if "loss" not in mine or "loss" not in theirs:
+        return False
+    record = probe.record(view.step)
+    w = np.asarray(record.torch.get(keys.before(name), record.numpy[keys.before(name)]), dtype=np.float64)
+    expected = k / 2 * float(np.sum(w * w))
+    difference = float(np.sum(np.asarray(mine["loss"], dtype=np.float64)) - np.sum(np.asarray(theirs["loss"])))
+    return expected != 0 and close(difference, expected, 1e-6)
+
+
+def _accumulated(view: StepView, probe: Probe, name: str, difference: np.ndarray, noise: np.ndarray) -> bool:
+    """Is numpy − torch the previous step's torch gradient, negated (torch's never zeroed)?"""
+    if view.step == 0:
+        return False
+    previous = probe.record(view.step - 1).torch.get(keys.grad(name))
+    if previous is None or np.size(previous) != difference.size:
+        return False
+    p = np.asarray(previous, dtype=np.float64).reshape(difference.shape)
+    scale = float(np.max(np.abs(p), initial=0.0))
+    return scale > 0 and bool(np.all(np.abs(difference + p) <= 10 * noise + 1e-6 * scale))
 
 
 def _bias_clause(name: str, pieces: dict[str, float | None], k: float) -> str:
@@ -424,9 +478,15 @@ def _piece_coefficients(probe: Probe, name: str, d: np.ndarray, w: np.ndarray, n
             for (p, dp), (_, wp), (_, npart) in zip(d_parts, w_parts, n_parts, strict=True)}
 
 
+PENALTY_NAMES = ("l2", "lam", "lambda", "penalty", "decay", "reg", "wd", "alpha", "beta", "ridge")
+
+
 def _named_hyper(view: StepView, value: float) -> tuple[str, float] | None:
-    """The hyper-parameter whose value ``value`` is (to 0.1%), e.g. ("l2_penalty", 0.0001)."""
+    """The penalty-like hyper-parameter whose value ``value`` is (to 0.1%), e.g. ("l2_penalty", 0.0001).
+    The control: a batch size or a learning rate that happens to equal it is no reading."""
     for n, v in view.hyper.items():
+        if not any(word in n.lower() for word in PENALTY_NAMES):
+            continue
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0 and close(float(v), value, 1e-3):
             return n, float(v)
     return None
