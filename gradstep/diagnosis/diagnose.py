@@ -1,7 +1,9 @@
 """Run every rule on a step and rank what they find.
 
-Ranking: findings that explain a tensor diverging at the diagnosed step come
-first, by that tensor's phase in compute order (initial weights, forward,
+Ranking: a broadcast the sentinel saw build a table of every pair comes first
+(its evidence is the shapes themselves, and a metric it corrupts is what the
+user sees); then findings that explain a tensor diverging at the diagnosed step
+come by that tensor's phase in compute order (initial weights, forward,
 gradients, update; a loss value last, since alone it changes nothing in
 training), then by confidence; then findings that show at later steps (an
 accumulating gradient, a first NaN); then facts that explain nothing yet (a
@@ -129,8 +131,14 @@ def run_rules(view: StepView, probe: Probe | None, rules: tuple[Rule, ...] = RUL
     return found
 
 
+_FUNCTION_ORDER = {"forward": 0, "loss": 1, "backward": 2, "update": 3, "metrics": 4}
+
+
 def rank(findings: list[Finding], view: StepView) -> list[Finding]:
     def key(f: Finding) -> tuple:
+        if f.rule == "broadcast" or (f.rule == "shape" and "n" in f.values):
+            # a table of every pair, seen being built: a bug wherever it is, the earliest function first
+            return (-1, _FUNCTION_ORDER.get((f.function or "").partition(".")[2], 9), -f.confidence)
         here = [k for k in f.tensors if k in view.diverged] if f.step == view.step else []
         if here:
             return (0, min(view.rank(k) for k in here), -f.confidence)
