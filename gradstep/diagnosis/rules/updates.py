@@ -52,6 +52,8 @@ def update_rule_findings(view: StepView, probe: Probe | None, found: list[Findin
     out = []
     for name in view.weights:
         after, grad = keys.after(name), keys.grad(name)
+        if any(np.asarray(view.free_numpy.get(k, 0.0)).dtype.kind in "iub" for k in (keys.before(name), after)):
+            continue  # the control: integer weights truncate every update; the integer rule says so
         if after in view.diverged and view.agrees(grad):
             finding = _compare_updates(view, probe, name)
             if finding is not None:
@@ -395,7 +397,8 @@ def _penalty(view: StepView, probe: Probe | None, name: str, pair: tuple[np.ndar
         return None  # the control: from a zero start, an unzeroed gradient is k·w with k = 1/lr
     side, function, blame = _penalty_blame(view, probe, name, k)
     pieces = _piece_coefficients(probe, name, g_np - g_t, w, noise) if probe is not None else {}
-    amount = f"{named[0]}·{name} ({named[0]} = {num(named[1])})" if named else f"{nice(abs(k))}·{name}"
+    base = named[0].removeprefix("2·") if named else ""
+    amount = f"{named[0]}·{name} ({base} = {num(named[1])})" if named else f"{nice(abs(k))}·{name}"
     bigger = "NumPy" if k > 0 else "torch"
     cause = f"the {bigger} gradient of {name} is the other side's plus {amount}{_bias_clause(name, pieces, k)}: "
     cause += blame or (f"an L2 penalty's gradient added on the {bigger} side only. Apply the same penalty on both "
@@ -411,7 +414,7 @@ def _penalty(view: StepView, probe: Probe | None, name: str, pair: tuple[np.ndar
     return Finding(rule="penalty", cause=cause, evidence=tuple(evidence), confidence=0.9, step=view.step,
                    tensor=keys.grad(name), side=side, function=function,
                    tensors=(keys.grad(name), keys.after(name)),
-                   values={"k": k, **({named[0]: named[1]} if named else {})})
+                   values={"k": k, **({base: named[1]} if named else {})})
 
 
 def _penalty_blame(view: StepView, probe: Probe | None, name: str, k: float) -> tuple[str, str, str]:
@@ -482,11 +485,15 @@ PENALTY_NAMES = ("l2", "lam", "lambda", "penalty", "decay", "reg", "wd", "alpha"
 
 
 def _named_hyper(view: StepView, value: float) -> tuple[str, float] | None:
-    """The penalty-like hyper-parameter whose value ``value`` is (to 0.1%), e.g. ("l2_penalty", 0.0001).
-    The control: a batch size or a learning rate that happens to equal it is no reading."""
+    """The penalty-like hyper-parameter whose value ``value`` is (to 0.1%), or twice it (the derivative of
+    λ·Σw²): ("l2_penalty", 0.0001), ("2·alpha", 0.1). The control: a batch size or a learning rate that
+    happens to equal it is no reading."""
     for n, v in view.hyper.items():
         if not any(word in n.lower() for word in PENALTY_NAMES):
             continue
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0 and close(float(v), value, 1e-3):
-            return n, float(v)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0:
+            if close(float(v), value, 1e-3):
+                return n, float(v)
+            if close(2 * float(v), value, 1e-3):
+                return f"2·{n}", float(v)
     return None
