@@ -26,6 +26,7 @@ What makes them trustworthy:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,20 +81,38 @@ class GradCheck:
         return self.checked - self.kinks - self.unsettled
 
 
-def gradcheck(engine: Engine, step: int, sample: int = SAMPLE) -> list[GradCheck]:
-    """Both sides' checks at ``step``: NumPy's first, then torch's."""
+def gradcheck(engine: Engine, step: int, sample: int = SAMPLE, seconds: float | None = None) -> list[GradCheck]:
+    """Both sides' checks at ``step``: NumPy's first, then torch's.
+
+    ``seconds`` bounds the whole check: each weight gets its share, and one whose
+    loss is slow to evaluate is checked on fewer elements (``checked`` says how many).
+    """
     record = engine.record(step)
+    deadline = None if seconds is None else time.perf_counter() + seconds
     with one_thread():
-        return [*numpy_gradcheck(engine, record, sample), *torch_gradcheck(engine, record, sample)]
+        mine = numpy_gradcheck(engine, record, sample, _half(deadline))
+        return [*mine, *torch_gradcheck(engine, record, sample, deadline)]
 
 
-def numpy_gradcheck(engine: Engine, record: StepRecord, sample: int = SAMPLE) -> list[GradCheck]:
+def _half(deadline: float | None) -> float | None:
+    return None if deadline is None else time.perf_counter() + (deadline - time.perf_counter()) / 2
+
+
+def _share(deadline: float | None, left: int) -> float | None:
+    """This weight's deadline: an equal share of what is left among the ``left`` weights still to check."""
+    if deadline is None:
+        return None
+    return time.perf_counter() + max(0.0, deadline - time.perf_counter()) / max(left, 1)
+
+
+def numpy_gradcheck(engine: Engine, record: StepRecord, sample: int = SAMPLE,
+                    deadline: float | None = None) -> list[GradCheck]:
     names = engine.live.numpy_weight_names(record)
     replica = NumpyReplica(engine, record, {n: record.numpy[keys.before(n)] for n in names})
     given = replica.step_outputs()
     loss = replica.loss()
     out = []
-    for name in names:
+    for left, name in zip(range(len(names), 0, -1), names, strict=True):
         analytic = given.get(keys.grad(name))
         if analytic is None or np.size(analytic) != np.size(replica.weights[name]):
             continue
@@ -108,33 +127,35 @@ def numpy_gradcheck(engine: Engine, record: StepRecord, sample: int = SAMPLE) ->
             finally:
                 w[flat_index] = old
 
-        fd = finite_differences(replica.weights[name], np.asarray(analytic), loss_at, loss, sample)
+        fd = finite_differences(replica.weights[name], np.asarray(analytic), loss_at, loss, sample,
+                                _share(deadline, left))
         out.append(_judge("numpy", name, np.asarray(analytic, dtype=np.float64), fd, 1e-6))
     return out
 
 
-def torch_gradcheck(engine: Engine, record: StepRecord, sample: int = SAMPLE) -> list[GradCheck]:
+def torch_gradcheck(engine: Engine, record: StepRecord, sample: int = SAMPLE,
+                    deadline: float | None = None) -> list[GradCheck]:
     replica = TorchReplica(engine, record)
     fresh = replica.step_outputs()
     loss = replica.loss()
     out = []
-    for name in replica.weight_names:
+    names = replica.weight_names
+    for left, name in zip(range(len(names), 0, -1), names, strict=True):
         recorded = record.torch.get(keys.grad(name))
         start = replica.weight(name)
         if recorded is None or np.size(recorded) != start.size:
             continue
+        set_element = replica.element_setter(name)
 
-        def loss_at(flat_index: int, value: float, name: str = name, start: np.ndarray = start) -> float:
-            w = start.copy().reshape(-1)
-            w[flat_index] = value
-            replica.set_weight(name, w.reshape(start.shape))
+        def loss_at(flat_index: int, value: float, set_element: Callable = set_element) -> float:
+            old = set_element(flat_index, value)  # one element, in place: a big weight is never copied
             try:
                 return replica.loss()
             finally:
-                replica.set_weight(name, start)
+                set_element(flat_index, old)
 
         recorded64 = np.asarray(recorded, dtype=np.float64).reshape(start.shape)
-        fd = finite_differences(start, recorded64, loss_at, loss, sample)
+        fd = finite_differences(start, recorded64, loss_at, loss, sample, _share(deadline, left))
         tol = _recorded_tolerance(engine, np.asarray(recorded).dtype)
         check = _judge("torch", name, recorded64, fd, tol)
         fresh_grad = fresh.get(keys.grad(name))
@@ -165,7 +186,7 @@ class Differences:
 
 
 def finite_differences(weight: np.ndarray, given: np.ndarray, loss_at: Callable[[int, float], float], loss: float,
-                       sample: int) -> Differences:
+                       sample: int, deadline: float | None = None) -> Differences:
     """d loss / d weight at sampled flat indices (the largest given gradients first, then spread).
 
     Two central differences (h and h/10, h relative to the element), and the forward and backward differences
@@ -179,6 +200,10 @@ def finite_differences(weight: np.ndarray, given: np.ndarray, loss_at: Callable[
     big, small, gap, gap_small, rounding = (np.empty(n) for _ in range(5))
     eps = float(np.finfo(np.float64).eps)
     for i, j in enumerate(idx):
+        if deadline is not None and i >= 2 and time.perf_counter() > deadline:
+            idx, n = idx[:i], i  # out of time: the elements done so far (the largest gradients come first)
+            big, small, gap, gap_small, rounding = big[:i], small[:i], gap[:i], gap_small[:i], rounding[:i]
+            break
         w = float(flat[j])
         h = STEP * max(abs(w), typical)
         hs = h / SMALLER
@@ -201,14 +226,27 @@ def finite_differences(weight: np.ndarray, given: np.ndarray, loss_at: Callable[
 
 
 def sample_indices(given: np.ndarray, sample: int) -> np.ndarray:
+    """The largest third of ``sample`` by magnitude (largest first), then a fixed random spread of the rest.
+
+    Linear in the tensor's size: a partial partition, not a sort, and random draws without a set difference.
+    """
     size = given.size
     if size <= sample:
         return np.arange(size)
-    magnitude = np.abs(np.nan_to_num(np.asarray(given, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0))
-    largest = np.argsort(-magnitude, kind="stable")[: sample // 3]
-    rest = np.setdiff1d(np.arange(size), largest)
-    spread = np.random.default_rng(0).choice(rest, size=sample - len(largest), replace=False)
-    return np.sort(np.concatenate([largest, spread]))
+    magnitude = np.abs(np.nan_to_num(np.asarray(given, dtype=np.float64).reshape(-1), nan=0.0, posinf=0.0,
+                                     neginf=0.0))
+    k = sample // 3
+    largest = np.argpartition(-magnitude, k)[:k] if k else np.zeros(0, dtype=np.int64)
+    largest = largest[np.argsort(-magnitude[largest], kind="stable")]
+    taken = set(int(i) for i in largest)
+    rng = np.random.default_rng(0)
+    spread: list[int] = []
+    while len(spread) < sample - k:
+        j = int(rng.integers(size))
+        if j not in taken:
+            taken.add(j)
+            spread.append(j)
+    return np.concatenate([largest, np.array(spread, dtype=np.int64)]).astype(np.int64)
 
 
 def _judge(side: str, name: str, given: np.ndarray, fd: Differences, rtol: float) -> GradCheck:

@@ -48,7 +48,9 @@ class Probe:
         return self._cached(("view", step), lambda: view_of(self.engine, step))
 
     def gradchecks(self, step: int) -> list[GradCheck]:
-        return self._cached(("gradcheck", step), lambda: gradcheck(self.engine, step))
+        """Both sides' finite-difference checks at ``step``, within a third of the time left."""
+        return self._cached(("gradcheck", step),
+                            lambda: gradcheck(self.engine, step, seconds=max(0.5, self.budget.left() / 3)))
 
     def gradcheck_of(self, step: int, side: str, weight: str) -> GradCheck | None:
         return next((c for c in self.gradchecks(step) if c.side == side and c.weight == weight), None)

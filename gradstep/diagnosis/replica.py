@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -134,6 +134,34 @@ class TorchReplica:
                     param.copy_(torch.as_tensor(np.ascontiguousarray(piece), dtype=torch.float64).reshape(param.shape))
             else:
                 self.runner.params[name].copy_(torch.as_tensor(np.asarray(value, dtype=np.float64)))
+
+    def element_setter(self, name: str) -> Callable[[int, float], float]:
+        """``set(j, value) -> old``: element ``j`` of weight ``name`` (flat, NumPy layout) set in the torch
+        parameter it maps to, in place. The layout is applied once to the elements' indices to find where each
+        one lives, so a finite-difference step never copies a big weight."""
+        owner = position = None
+        if name in self.maps:
+            m = self.maps[name]
+            shape = self.weight(name).shape
+            size = int(np.prod(shape))
+            where = m.to_torch(np.arange(size).reshape(shape))
+            owner, position = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)
+            for i, indices in enumerate(where):
+                flat = np.asarray(indices).reshape(-1)
+                owner[flat], position[flat] = i, np.arange(flat.size)
+
+        def set_element(j: int, value: float) -> float:
+            if owner is None:
+                torch_name, k = name, j
+            else:
+                torch_name, k = self.maps[name].torch_names[int(owner[j])], int(position[j])
+            with torch.no_grad():
+                flat = self.runner.params[torch_name].view(-1)
+                old = float(flat[k])
+                flat[k] = value
+            return old
+
+        return set_element
 
     def loss(self) -> float:
         """torch.forward + torch.loss at the current weights, in float64."""
