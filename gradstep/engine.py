@@ -147,7 +147,8 @@ class Lockstep:
             raise
 
     def local_step(self, record: StepRecord) -> dict[str, np.ndarray]:
-        """The NumPy step re-run from the torch side's weights at the start of ``record``."""
+        """The NumPy step re-run from the torch side's weights at the start of ``record`` (and from torch's
+        optimizer state, where the scenario maps it: ``Scenario.state_from_torch``)."""
         start = {}
         for name in self.numpy_weight_names(record):
             numpy_w = record.numpy[keys.before(name)]
@@ -158,7 +159,7 @@ class Lockstep:
         # saving the generator costs more than the step itself, so only then.
         rng = np.random.get_state() if self.numpy_draws_random is not False else None
         try:
-            return self.numpy.step(batch, weights=start)
+            return self.numpy.step(batch, weights=start, state=self.torch.state_for_numpy)
         except ScenarioError as error:
             error.step = record.step
             raise

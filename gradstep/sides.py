@@ -120,15 +120,17 @@ class NumpyRunner:
         self.state_before: dict[str, Any] = {}  # ``state`` as the latest step found it
         self.loss_names: tuple[str, ...] = ()
 
-    def step(self, batch: Batch, weights: Mapping[str, np.ndarray] | None = None) -> Tensors:
+    def step(self, batch: Batch, weights: Mapping[str, np.ndarray] | None = None,
+             state: Mapping[str, Any] | None = None) -> Tensors:
         """One step on ``batch``; or the latest step again, from ``weights`` instead of its own
-        (the local error: it starts from the state that step started from, and nothing is kept)."""
+        (the local error: it starts from the state that step started from, or from ``state`` — torch's,
+        mapped by the scenario — and nothing is kept)."""
         own = weights is None
         start = self.weights if own else dict(weights)
         if own:
             # An update that keeps state (momentum) changes it in place: keep what the step starts from.
             self.state_before = copy.deepcopy(self.state) if self.state else {}
-        state = self.state if own else copy.deepcopy(self.state_before)
+        state = self.state if own else copy.deepcopy(dict(state) if state is not None else self.state_before)
         out: Tensors = {keys.before(n): w for n, w in start.items()}
         out.update(batch)
         acts = call("numpy", "forward", self.fns.forward, start, batch, self.hp)
@@ -206,6 +208,8 @@ class TorchRunner:
         self._last_after: Tensors | None = None
         self._maps_checked = False
         self._source_path = scenario.source_path
+        self._state_from_torch = getattr(scenario, "state_from_torch", None)
+        self.state_for_numpy: dict[str, Any] | None = None  # torch's state before the latest update, NumPy's way
         if scenario.share_init:
             self._load_weights(weights)
         self.optimizer = call("torch", "optimizer", self.fns.optimizer, self.model, hp) if self.fns.optimizer else None
@@ -270,6 +274,9 @@ class TorchRunner:
             t = acts.get(name)
             if t is not None and t.grad is not None:
                 out[keys.grad(name)] = self._act_to_numpy(name, t.grad)
+        if self._state_from_torch is not None:  # before the update changes it: the state this step starts from
+            self.state_for_numpy = copy.deepcopy(dict(call(
+                "torch", "state_from_torch", self._state_from_torch, self.model, self.optimizer, self.state, self.hp)))
         call("torch", "update", self.fns.update, self.model, self.optimizer, self.state, self.hp)
         self._last_after = self._params_to_numpy(_detached, copy=True)
         out.update({keys.after(n): w for n, w in self._last_after.items()})
@@ -369,6 +376,7 @@ class TorchRunner:
         self.state = copy.deepcopy(snap["state"])
         torch.set_rng_state(snap["rng"])
         self._last_after = None
+        self.state_for_numpy = None
 
 
 def _detached(p: torch.Tensor) -> torch.Tensor:
