@@ -30,8 +30,9 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from gradstep.device import release_device_memory
+from gradstep.diagnosis import Finding
 from gradstep.engine import Engine
-from gradstep.patch import TARGETS, Patch
+from gradstep.patch import TARGETS, Patch, source_of, source_row
 from gradstep.tui.bindings import (
     DIAGNOSIS_BINDINGS,
     EDITOR_BINDINGS,
@@ -257,14 +258,19 @@ class GradstepApp(App[None]):
         if self.running or self._refused_read_only("patching"):
             return
         session = self.debugger.patches
-        target = session.last_target or self._suggested_target() or "numpy.backward"
+        finding = self._suggested_finding()
+        target = session.last_target or (finding.function if finding else None) or "numpy.backward"
+        row = None
+        if finding is not None and target == finding.function and session.source(target) == source_of(
+                session.base, target):  # the function as written: the diagnosis's line is where it was
+            row = source_row(session.base, target, finding.file, finding.line)
         scenario = f"{session.base.name} ({session.base.variant})"
-        self.push_screen(PatchEditor(session, target, scenario))
+        self.push_screen(PatchEditor(session, target, scenario, row=row))
 
-    def _suggested_target(self) -> str | None:
-        """The formula the diagnosis blames first, if it is one that can be patched."""
+    def _suggested_finding(self) -> Finding | None:
+        """The first finding that blames a formula that can be patched."""
         findings = self.diagnosis.findings if self.diagnosis is not None else ()
-        return next((f.function for f in findings if f.function in TARGETS), None)
+        return next((f for f in findings if f.function in TARGETS), None)
 
     def apply_patch(self, target: str, text: str) -> bool:
         """Validate and replay with ``text`` as ``target``; False when it waits for the job in flight."""
