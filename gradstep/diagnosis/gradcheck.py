@@ -80,6 +80,14 @@ class GradCheck:
     def decided(self) -> int:
         return self.checked - self.kinks - self.unsettled
 
+    @property
+    def convicts(self) -> bool:
+        """Strong enough to say a gradient is wrong: it differs on elements with agreeing step sizes and no
+        kink, and, for torch, its fresh float64 autograd gradient (the referee) agrees with the verdict."""
+        if not self.differs or self.kinks or self.unsettled:
+            return False
+        return self.side != "torch" or self.fresh_matches is not None
+
 
 def gradcheck(engine: Engine, step: int, sample: int = SAMPLE, seconds: float | None = None) -> list[GradCheck]:
     """Both sides' checks at ``step``: NumPy's first, then torch's.

@@ -144,7 +144,7 @@ def _blame(view: StepView, probe: Probe | None, weights: list[str], r: float) ->
     checks = [c for w in weights for c in (probe.gradcheck_of(view.step, "numpy", w),
                                            probe.gradcheck_of(view.step, "torch", w)) if c is not None]
     numpy_bad = [c for c in checks if c.side == "numpy" and c.differs]
-    torch_bad = [c for c in checks if c.side == "torch" and c.differs]
+    torch_bad = [c for c in checks if c.side == "torch" and c.convicts]  # overwhelming evidence only
     numpy_ok = any(c.side == "numpy" and c.matches for c in checks)
     torch_ok = any(c.side == "torch" and c.matches for c in checks)
     evidence = [gradcheck_line(c) for c in (numpy_bad or torch_bad or checks)[:3]]
