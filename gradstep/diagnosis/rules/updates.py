@@ -30,6 +30,7 @@ from gradstep.diagnosis.view import StepView
 from gradstep.diagnosis.words import factor_text, join_names, nice, worst_line
 
 FIT_STEPS = 8
+MAX_FIT_STEPS = 64  # a bound on the records a fit reads: the rule is the same at every step
 MODELS = (("g",), ("g", "prev"), ("g", "w"), ("g", "prev", "w"))
 
 
@@ -119,7 +120,7 @@ def _fits(probe: Probe, name: str, side: str, steps: range) -> dict[str, UpdateF
 
 
 def _compare_updates(view: StepView, probe: Probe, name: str) -> Finding | None:
-    steps = range(0, min(probe.steps_run, max(view.step + 1, FIT_STEPS)))
+    steps = range(0, min(probe.steps_run, max(view.step + 1, FIT_STEPS), MAX_FIT_STEPS))
     numpy_fits, torch_fits = _fits(probe, name, "numpy", steps), _fits(probe, name, "torch", steps)
     if numpy_fits is None or torch_fits is None:
         return None
