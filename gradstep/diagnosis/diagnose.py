@@ -27,6 +27,7 @@ from gradstep.diagnosis.rules.dtypes import (
     promotion_findings,
     tf32_findings,
 )
+from gradstep.diagnosis.rules.kinks import rounding_kink_findings
 from gradstep.diagnosis.rules.located import locate
 from gradstep.diagnosis.rules.nonfinite import unstable_findings
 from gradstep.diagnosis.rules.ratios import ratio_findings
@@ -52,6 +53,7 @@ RULES: tuple[Rule, ...] = (
     integer_findings,
     promotion_findings,
     precision_findings,
+    rounding_kink_findings,
     drift_findings,
     tf32_findings,
     unstable_findings,
