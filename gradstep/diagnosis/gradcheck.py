@@ -77,10 +77,6 @@ class GradCheck:
         return self.verdict == "differs"
 
     @property
-    def decided(self) -> int:
-        return self.checked - self.kinks - self.unsettled
-
-    @property
     def convicts(self) -> bool:
         """Strong enough to say a gradient is wrong: it differs on elements with agreeing step sizes and no
         kink, and, for torch, its fresh float64 autograd gradient (the referee) agrees with the verdict."""

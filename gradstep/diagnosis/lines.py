@@ -144,10 +144,6 @@ class Product:
     component: int | None = None  # position in a tuple the expression returns (a, b = f(x))
     in_place: bool = False  # it changed an array made earlier (x += ..., x[i] = ...)
 
-    @property
-    def name(self) -> str:
-        return self.label
-
 
 @dataclass(eq=False)
 class Argument:
@@ -364,10 +360,6 @@ class LineRecorder:
         if found is None and id(value) in self.copy_of:
             found = self.made_by.get(id(self.copy_of[id(value)]))
         return found
-
-    def recorded(self, value: Any) -> Any:
-        """The recorded copy of a live object (itself if it was never recorded)."""
-        return self.copy_of.get(id(value), value)
 
 
 def _is_array(value: Any) -> bool:

@@ -102,10 +102,6 @@ class Culprit:
             return f"the returned {self.label[len('return['):-1]}"
         return "the returned value" if self.label == "return" else self.label
 
-    @property
-    def confirmed(self) -> bool:
-        return self.score >= 2
-
 
 @dataclass
 class _Suspect:

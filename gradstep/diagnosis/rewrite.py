@@ -16,7 +16,7 @@ import inspect
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from types import CodeType, FunctionType
+from types import FunctionType
 from typing import Any
 
 from gradstep.diagnosis.lines import Run
@@ -115,6 +115,3 @@ class _ClassDict:
     def __setitem__(self, name: str, value: Any) -> None:
         setattr(self.cls, name, value)
 
-
-def code_of(fn: Any) -> CodeType | None:
-    return getattr(fn, "__code__", None)
