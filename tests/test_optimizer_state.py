@@ -75,4 +75,4 @@ def test_the_local_rerun_starts_from_torchs_optimizer_state_when_the_scenario_ma
     assert locally_diverged_updates(plain, 0) == locally_diverged_updates(mapped, 0) == ["after w"]
     assert locally_diverged_updates(plain, 2) == ["after w"]  # carried in by NumPy's own buffer
     assert locally_diverged_updates(mapped, 2) == []  # from torch's buffer, step 2's own update is right
-    assert mapped.first_divergence.step == 0 and mapped.first_divergence.tensor == "after w"
+    assert mapped.first_divergence.step == 0 and mapped.first_divergence.tensor == "update w"
