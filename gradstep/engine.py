@@ -176,7 +176,8 @@ class Lockstep:
             raise
 
     def local_step(self, record: StepRecord) -> dict[str, np.ndarray]:
-        """The NumPy step re-run from the torch side's weights at the start of ``record``."""
+        """The NumPy step re-run from the torch side's weights at the start of ``record`` (and from torch's
+        optimizer state, where the scenario maps it: ``Scenario.state_from_torch``)."""
         start = {}
         for name in self.numpy_weight_names(record):
             numpy_w = record.numpy[keys.before(name)]
@@ -188,7 +189,7 @@ class Lockstep:
         # saving the generator costs more than the step itself, so only then.
         rng = np.random.get_state() if self.numpy_draws_random is not False else None
         try:
-            return self.numpy.step(batch, weights=start)
+            return self.numpy.step(batch, weights=start, state=self.torch.state_for_numpy)
         except ScenarioError as error:
             error.step = record.step
             raise
@@ -418,7 +419,10 @@ class Engine:
         judged = [plan.compared_keys[i] for i in pairs]
         started = time.perf_counter()
         with rng_preserved():
-            report = judge(self.scenario, self.live.hp, self.live.data, record, self.live.numpy.state_before,
+            # The NumPy side starts from torch's state where the scenario maps it (as the local re-run does).
+            numpy_state = self.live.torch.state_for_numpy
+            numpy_state = self.live.numpy.state_before if numpy_state is None else numpy_state
+            report = judge(self.scenario, self.live.hp, self.live.data, record, numpy_state,
                            lambda: self._torch_start(record.step), judged, self.live.torch.retain,
                            {k: self.live.phase_of(k) for k in plan.keys})
         self.referee_runs += 1

@@ -98,6 +98,20 @@ def source_of(scenario: Scenario, target: str, patches: PatchSet | None = None) 
         return f"# the source of {getattr(fn, '__name__', target)} is not available\n"
 
 
+def source_row(scenario: Scenario, target: str, file: str | None, line: int | None) -> int | None:
+    """The row (from 0) of ``file``'s line ``line`` in ``target``'s own source, as the editor opens it; None when
+    the function is not in that file or does not span that line (a diagnosis may point into a helper)."""
+    if not file or not line or target not in TARGETS:
+        return None
+    fn = current_function(scenario, target)
+    try:
+        lines, start = inspect.getsourcelines(fn)
+        same = Path(inspect.getsourcefile(fn) or "").resolve() == Path(file).resolve()
+    except (OSError, TypeError):
+        return None
+    return line - start if same and start <= line < start + len(lines) else None
+
+
 def compile_patch(scenario: Scenario, patch: Patch) -> Callable[..., Any]:
     """Compile ``patch.source`` in the scenario's namespace and return the function it defines."""
     original = current_function(scenario, patch.target)

@@ -7,6 +7,7 @@ stored value at full precision, never a print option's truncation.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -505,8 +506,9 @@ def diagnosis_text(engine: Engine, result: RunResult) -> Text:
     if not any(f.step == d.step and f.tensors for f in findings):
         text.append(f"no rule explains the divergence in {d.tensor} itself; other findings:\n")
     for rank, f in enumerate(findings, 1):
+        at = f"{Path(f.file).name}:{f.line}" if f.file and f.line else None
         where = ", ".join(str(x) for x in (f"step {f.step}" if f.step is not None else None, f.tensor,
-                                            _side_words(f.side), f.function) if x)
+                                            _side_words(f.side), f.function, at) if x)
         text.append(f"{rank}. [{f.confidence_label} {f.confidence:.2f}] {f.rule}", style="bold")
         text.append(f" — {where}\n")
         text.append(f"   {f.cause}\n")

@@ -391,6 +391,10 @@ class Scenario:
     rtol: float | None = None
     atol: float | None = None
     tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # Optional: torch's optimizer state at the start of a step as the NumPy update's ``state`` dict,
+    # state_from_torch(model, optimizer, torch_state, hp) -> dict (momentum buffers, Adam moments, in NumPy's
+    # names and layout), so the local re-run starts from torch's state as it starts from torch's weights.
+    state_from_torch: Callable[..., dict] | None = None
     notes: str = ""
     # Filled in by the loader: the file it came from and the variant in force.
     source_path: str = ""

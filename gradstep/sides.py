@@ -148,15 +148,17 @@ class NumpyRunner:
         self.state_before: dict[str, Any] = {}  # ``state`` as the latest step found it
         self.loss_names: tuple[str, ...] = ()
 
-    def step(self, batch: Batch, weights: Mapping[str, np.ndarray] | None = None) -> Tensors:
+    def step(self, batch: Batch, weights: Mapping[str, np.ndarray] | None = None,
+             state: Mapping[str, Any] | None = None) -> Tensors:
         """One step on ``batch``; or the latest step again, from ``weights`` instead of its own
-        (the local error: it starts from the state that step started from, and nothing is kept)."""
+        (the local error: it starts from the state that step started from, or from ``state`` — torch's,
+        mapped by the scenario — and nothing is kept)."""
         own = weights is None
         start = self.weights if own else dict(weights)
         if own:
             # An update that keeps state (momentum) changes it in place: keep what the step starts from.
             self.state_before = copy.deepcopy(self.state) if self.state else {}
-        state = self.state if own else copy.deepcopy(self.state_before)
+        state = self.state if own else copy.deepcopy(dict(state) if state is not None else self.state_before)
         out: Tensors = {keys.before(n): w for n, w in start.items()}
         out.update(batch)
         # The update may work in place: never on the arrays recorded as "before".
@@ -252,6 +254,8 @@ class TorchRunner:
         self._last_after: Tensors | None = None
         self._maps_checked = False
         self._source_path = scenario.source_path
+        self._state_from_torch = getattr(scenario, "state_from_torch", None)
+        self.state_for_numpy: dict[str, Any] | None = None  # torch's state before the latest update, NumPy's way
         if scenario.share_init:
             self._load_weights(weights)
         self.optimizer = call("torch", "optimizer", self.fns.optimizer, self.model, hp) if self.fns.optimizer else None
@@ -304,6 +308,9 @@ class TorchRunner:
         # The weights a step starts from are the ones the last step ended with: no second copy.
         before = self._last_after if self._last_after is not None else self._params_to_numpy(_detached, copy=True)
         out: Tensors = {keys.before(n): w for n, w in before.items()}
+        if self._state_from_torch is not None:  # before the update changes it: the state this step starts from
+            self.state_for_numpy = copy.deepcopy(dict(call(
+                "torch", "state_from_torch", self._state_from_torch, self.model, self.optimizer, self.state, self.hp)))
         tbatch = self.to_torch_batch(batch)
         out.update({n: _np(t) for n, t in tbatch.items()})
         if self.fns.step is not None:
@@ -469,6 +476,7 @@ class TorchRunner:
         self.state = copy.deepcopy(snap["state"])
         torch.set_rng_state(snap["rng"])
         self._last_after = None
+        self.state_for_numpy = None
 
 
 def _detached(p: torch.Tensor) -> torch.Tensor:

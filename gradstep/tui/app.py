@@ -29,8 +29,9 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from gradstep.device import release_device_memory
+from gradstep.diagnosis import Finding
 from gradstep.engine import Engine
-from gradstep.patch import Patch
+from gradstep.patch import Patch, source_of, source_row
 from gradstep.tui.bindings import (
     DIAGNOSIS_BINDINGS,
     EDITOR_BINDINGS,
@@ -303,17 +304,22 @@ class GradstepApp(App[None]):
         if self.running or self._refused_read_only("patching"):
             return
         session = self.debugger.patches
-        # A draft left unapplied reopens where it was left; else the formula the first finding blames.
+        # A draft left unapplied reopens where it was left; else the formula the first finding blames, on its line.
         draft = session.last_target if session.last_target in session.drafts else None
-        target = (draft or self._suggested_target(session.targets) or session.last_target
+        finding = self._suggested_finding(session.targets)
+        target = (draft or (finding.function if finding else None) or session.last_target
                   or _first_gradient(session.targets))
+        row = None
+        if finding is not None and target == finding.function and session.source(target) == source_of(
+                session.base, target):  # the function as written: the diagnosis's line is where it was
+            row = source_row(session.base, target, finding.file, finding.line)
         scenario = f"{session.base.name} ({session.base.variant})"
-        self.push_screen(PatchEditor(session, target, scenario))
+        self.push_screen(PatchEditor(session, target, scenario, row=row))
 
-    def _suggested_target(self, targets: list[str]) -> str | None:
-        """The formula the diagnosis blames first, if it is one that can be patched."""
+    def _suggested_finding(self, targets: list[str]) -> Finding | None:
+        """The first finding that blames a formula that can be patched."""
         findings = self.diagnosis.findings if self.diagnosis is not None else ()
-        return next((f.function for f in findings if f.function in targets), None)
+        return next((f for f in findings if f.function in targets), None)
 
     def apply_patch(self, target: str, text: str) -> bool:
         """Validate and replay with ``text`` as ``target``; False when it waits for the job in flight."""

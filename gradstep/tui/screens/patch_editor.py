@@ -56,12 +56,14 @@ class PatchText(TextArea):
 class PatchEditor(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = EDITOR_BINDINGS
 
-    def __init__(self, session: PatchSession, target: str, scenario: str) -> None:
+    def __init__(self, session: PatchSession, target: str, scenario: str, row: int | None = None) -> None:
+        """``row``: the line to open on (from 0), the one the diagnosis points at."""
         super().__init__()
         self.session = session
         self.target = target
         self.scenario = scenario
         self.error_line: int | None = None
+        self.row = row
 
     @property
     def gradstep(self) -> GradstepApp:
@@ -86,6 +88,8 @@ class PatchEditor(Screen[None]):
         self._title()
         self.hint()
         self.text_area.focus()
+        if self.row is not None and 0 <= self.row < self.text_area.document.line_count:
+            self.text_area.move_cursor((self.row, 0), center=True)
 
     def on_resize(self, event) -> None:
         self._layout(event.size.width)
