@@ -89,6 +89,8 @@ class GradstepApp(App[None]):
             self.title = f"gradstep · read-only: recorded session {self.recorded_from}"
         self.push_screen(self._main)
         self._start(lambda: self.debugger.show(INITIAL))
+        for note in self.debugger.patches.start_notes(self.key_names("edit_patch"), self.key_names("patch_apply")):
+            self.notify(note, title="saved patches", timeout=20, markup=False)
 
     @property
     def main(self) -> MainScreen:
@@ -311,6 +313,9 @@ class GradstepApp(App[None]):
         editor = self.editor
         if editor is not None:
             editor.show_outcome(outcome)
+        drafts_error = self.debugger.patches.save_drafts()  # an applied draft is a draft no more
+        if drafts_error is not None:
+            self.notify(drafts_error, severity="error", timeout=10, markup=False)
         if outcome.changed:
             saved = f"\nsaved to {outcome.saved}" if outcome.saved else ""
             self.notify(outcome.message + saved, title="patch", timeout=8)

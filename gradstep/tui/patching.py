@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from gradstep import patch as patching
 from gradstep.patch import TARGETS, Patch, PatchError, PatchSet
+from gradstep.patch_store import PatchStore
 from gradstep.sides import ScenarioError
 from gradstep.tui.frame import INITIAL, ErrorInfo, Frame
 
@@ -67,6 +68,14 @@ class PatchSession:
         self.drafts: dict[str, str] = {}
         self.saved: Path | None = None
         self.last_target: str | None = None
+        # A saved session runs nothing and saves no patches: it reads no patch file either.
+        self.store = None if getattr(engine, "read_only", False) else PatchStore(self.base, self.patch_file(),
+                                                                                  given=bool(given))
+        if self.store is not None:
+            # The drafts typed in an earlier session, else the patches it had in force, offered to apply again.
+            offered = {p.target: p.source for p in self.store.offered}
+            self.drafts = {t: s for t, s in {**offered, **self.store.drafts}.items()
+                           if s.strip() != self.applied_source(t).strip()}
 
     # ---- read on the UI thread -----------------------------------------------------
     @property
@@ -94,6 +103,26 @@ class PatchSession:
     def patch_file(self) -> Path:
         """Where applied patches are saved: the ``--patch`` file, else the documented default."""
         return self._file or patching.default_patch_file(self.base)
+
+    def start_notes(self, edit_key: str, apply_key: str) -> list[str]:
+        """What opening the debugger has to say about saved patches and drafts."""
+        if self.store is None:
+            return []
+        offer = self.store.offer_text(edit_key, apply_key)
+        drafts = [t for t in self.store.drafts if t in self.drafts]
+        typed = (f"Text typed but not applied in an earlier session is back in the patch editor (✎): "
+                 f"{', '.join(drafts)} (kept in {self.store.drafts_path})") if drafts else ""
+        return [note for note in (offer, typed, *self.store.notes) if note]
+
+    def save_drafts(self) -> str | None:
+        """Keep the drafts on disk (as they are typed: the editor calls this debounced); an error's text, or None."""
+        if self.store is None:
+            return None
+        try:
+            self.store.save_drafts(self.drafts)
+        except OSError as error:
+            return f"could not keep the drafts in {self.store.drafts_path}: {error.strerror or error}"
+        return None
 
     # ---- on the engine worker ------------------------------------------------------
     def apply(self, debugger: Debugger, patch: Patch, view: int, progress: Progress | None = None,
@@ -161,9 +190,12 @@ class PatchSession:
                             save_error=save_error)
 
     def _save(self) -> tuple[Path | None, str | None]:
-        """Save the patches in force as they are applied: quitting or a crash loses nothing."""
+        """Save the patches in force as they are applied, and every other one kept: quitting or a crash loses
+        nothing, and neither does an undo or a later session."""
+        if self.store is None:
+            return None, None
         try:
-            self.saved = patching.save(self.history, self.base, self.patch_file())
+            self.saved = self.store.save(self.history)
             return self.saved, None
         except OSError as error:
             return None, f"could not save the patches to {self.patch_file()}: {error.strerror or error}"
