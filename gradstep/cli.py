@@ -113,13 +113,19 @@ def engine_patches(engine: Any) -> list[str]:
     """Labels of the patches in force, for the report (and a line on stderr so it is never missed)."""
     labels = [p.label for p in getattr(engine, "patches", [])]
     if labels:
-        Console(stderr=True, soft_wrap=True).print(f"patches in force: {', '.join(labels)}", highlight=False)
+        from gradstep.safe_text import printable
+
+        Console(stderr=True, soft_wrap=True).print(printable(f"patches in force: {', '.join(labels)}"),
+                                                   highlight=False, markup=False)
     return labels
 
 
 def _fail(message: str) -> None:
     # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]gradstep:[/] {escape(message)}", highlight=False)
+    from gradstep.safe_text import printable
+
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]gradstep:[/] {escape(printable(message, lines=True))}",
+                                               highlight=False)
     sys.exit(EXIT_BAD_INPUT)
 
 
@@ -188,6 +194,7 @@ def list_command() -> None:
     from rich.table import Table
 
     from gradstep.loader import LoadError, list_scenarios
+    from gradstep.safe_text import Printable
 
     try:
         scenarios = list_scenarios()
@@ -197,7 +204,7 @@ def list_command() -> None:
     for s in scenarios:
         variants = ", ".join(f"{name}{' (default)' if name == s.default_variant else ''}" for name in s.variants)
         table.add_row(s.name, s.summary, variants)
-    Console().print(table)
+    Console().print(Printable(table))
 
 
 @main.command("check")
@@ -241,6 +248,7 @@ def check_command(scenario: str, variant: str | None, device: str, dtype: str | 
 
 def _save_session(engine: Any, result: Any, path: str) -> None:
     """``check --save``: write the session and say where on stderr (the report owns stdout)."""
+    from gradstep.safe_text import printable
     from gradstep.session_file import SessionFileError, save
 
     try:
@@ -249,9 +257,9 @@ def _save_session(engine: Any, result: Any, path: str) -> None:
         _fail(str(error))
     err = Console(stderr=True, soft_wrap=True)
     for note in saved.notes:
-        err.print(f"session: {note}", highlight=False)
-    err.print(f"session saved to {saved.path} ({saved.size} bytes); reopen it with: gradstep open {saved.path}",
-              highlight=False)
+        err.print(printable(f"session: {note}"), highlight=False, markup=False)
+    err.print(printable(f"session saved to {saved.path} ({saved.size} bytes); reopen it with: "
+                        f"gradstep open {saved.path}"), highlight=False, markup=False)
 
 
 def _release_device_memory() -> None:
@@ -344,6 +352,7 @@ def _open_recorded(path: str, hex_bits: bool, present: bool, report: str | None)
     divergence, as `check` would have)."""
     from gradstep.recorded import RecordedRun
     from gradstep.report import print_report, to_json
+    from gradstep.safe_text import printable
     from gradstep.session_file import SessionFileError
 
     try:
@@ -351,7 +360,7 @@ def _open_recorded(path: str, hex_bits: bool, present: bool, report: str | None)
     except SessionFileError as error:
         _fail(str(error))
     if report is not None:
-        Console(stderr=True, soft_wrap=True).print(run.describe(), highlight=False)
+        Console(stderr=True, soft_wrap=True).print(printable(run.describe()), highlight=False, markup=False)
         result = run.result()
         patches = engine_patches(run)
         if report == "json":

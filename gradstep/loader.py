@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from gradstep.safe_text import printable
 from gradstep.scenario import DTYPES, Data, NumpySide, Scenario, TorchSide, Variant
 
 REQUIRED_VARIANTS = ("as-posted", "fixed")
@@ -65,7 +66,10 @@ def load_scenario(name_or_path: str, variant: str | None = None) -> Scenario:
     path = resolve(name_or_path)
     module = _import_file(path)
     scenario = _scenario_of(module, path)
-    scenario = dataclasses.replace(scenario, source_path=str(path))
+    # Its names are shown on the terminal: escaped, like any text from a file (safe_text).
+    scenario = dataclasses.replace(scenario, source_path=str(path), name=printable(scenario.name),
+                                   summary=printable(scenario.summary, lines=True),
+                                   notes=printable(scenario.notes, lines=True))
     if variant is not None and variant not in scenario.variants:
         known = ", ".join(scenario.variants)
         raise LoadError(f"scenario {scenario.name!r} has no variant {variant!r} (variants: {known})", str(path))

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from gradstep.atomic import write_text_atomically
+from gradstep.safe_text import printable
 from gradstep.scenario import Scenario
 
 # What can be patched: the formulas a user suspects. (side field -> what it does)
@@ -49,6 +50,7 @@ class PatchError(Exception):
 
     def __init__(self, message: str, line: int | None = None):
         self.line = line
+        message = printable(message, lines=True)  # it quotes the user's exceptions, shown on the terminal
         super().__init__(f"line {line}: {message}" if line else message)
 
 
@@ -77,7 +79,7 @@ def source_of(scenario: Scenario, target: str, patches: PatchSet | None = None) 
             return applied.source
     fn = current_function(scenario, target)
     try:
-        return textwrap.dedent(inspect.getsource(fn))
+        return printable(textwrap.dedent(inspect.getsource(fn)), lines=True)
     except (OSError, TypeError):
         return f"# the source of {getattr(fn, '__name__', target)} is not available\n"
 
@@ -344,7 +346,8 @@ def parse(text: str) -> PatchFile:
 
     def close() -> None:
         if current is not None:
-            sections.append((current[0], Patch(current[1], "\n".join(lines).strip("\n") + "\n")))
+            source = printable("\n".join(lines).strip("\n"), lines=True) + "\n"  # escapes mean the same in strings
+            sections.append((current[0], Patch(current[1], source)))
 
     for line in text.splitlines():
         marker = _MARKER if line.startswith(_MARKER) else _KEPT_MARKER if line.startswith(_KEPT_MARKER) else None

@@ -27,6 +27,7 @@ from typing import IO, Any
 import numpy as np
 from numpy.lib import format as npy
 
+from gradstep.safe_text import printable
 from gradstep.session_tree import plain_dtype
 
 MANIFEST = "session.json"
@@ -154,7 +155,7 @@ class ArchiveReader:
             raise ArchiveError(f"its {MANIFEST} is {info.file_size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
         raw = self._read(info, info.file_size)
         try:
-            manifest = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+            manifest = _printable_strings(json.loads(raw.decode("utf-8"), parse_constant=_no_constant))
         except (UnicodeDecodeError, ValueError, RecursionError) as error:
             raise ArchiveError(f"its {MANIFEST} is not valid JSON: {_short(error)}") from error
         if not isinstance(manifest, dict):
@@ -214,6 +215,18 @@ def _read_npy(member: IO[bytes], info: zipfile.ZipInfo, name: str) -> np.ndarray
         raise ArchiveError(f"{name} is truncated")
     array = np.frombuffer(data, dtype=dtype, count=count)  # over immutable bytes: read-only
     return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _printable_strings(value: Any) -> Any:
+    """Every string of the manifest, keys too, with its control characters escaped: a session file may come
+    from anyone, and its names and messages end up on the terminal (``safe_text``)."""
+    if isinstance(value, str):
+        return printable(value, lines=True)
+    if isinstance(value, list):
+        return [_printable_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {printable(k, lines=True): _printable_strings(v) for k, v in value.items()}
+    return value
 
 
 def _no_constant(name: str) -> Any:

@@ -26,6 +26,7 @@ import torch
 
 from gradstep import keys
 from gradstep.loader import mapping_line
+from gradstep.safe_text import printable
 from gradstep.scenario import Batch, Hyper, Scenario, TensorMap
 
 Tensors = dict[str, np.ndarray]
@@ -48,7 +49,7 @@ class ScenarioError(Exception):
         where = f" ({self.location})" if self.location else ""
         inner = self.error
         message = inner.args[0] if isinstance(inner, KeyError) and inner.args else inner  # KeyError's str is a repr
-        return f"{self.side} {self.function}{at}{where}: {type(inner).__name__}: {message}"
+        return printable(f"{self.side} {self.function}{at}{where}: {type(inner).__name__}: {message}", lines=True)
 
 
 def mapping_error(error: Exception, source_path: str) -> ScenarioError:

@@ -32,6 +32,7 @@ from textual.worker import Worker, WorkerState
 from gradstep.device import release_device_memory
 from gradstep.engine import Engine
 from gradstep.patch import TARGETS, Patch
+from gradstep.safe_text import printable
 from gradstep.tui.bindings import (
     DIAGNOSIS_BINDINGS,
     EDITOR_BINDINGS,
@@ -86,7 +87,7 @@ class GradstepApp(App[None]):
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         if self.recorded_from is not None:
-            self.title = f"gradstep · read-only: recorded session {self.recorded_from}"
+            self.title = f"gradstep · read-only: recorded session {printable(self.recorded_from)}"
         self.push_screen(self._main)
         self._start(lambda: self.debugger.show(INITIAL))
         for note in self.debugger.patches.start_notes(self.key_names("edit_patch"), self.key_names("patch_apply")):
