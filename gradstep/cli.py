@@ -335,6 +335,9 @@ def _run_app(engine: Any, hex_bits: bool, present: bool) -> None:
     except ValueError as error:  # a broken keymap file
         _fail(str(error))
     app.run()
+    code = getattr(app, "return_code", None)
+    if code:  # ended by SIGTERM or SIGHUP: 128 + the signal, as a shell reports it
+        sys.exit(code)
 
 
 def _is_saved_session(target: str) -> bool:

@@ -195,7 +195,7 @@ class Lockstep:
 def _call_setup(what: str, fn: Callable[..., Any], hp: Any) -> Any:
     try:
         return fn(hp)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit in the user's set-up is its error, not gradstep's end
         raise ScenarioError("scenario", what, error) from error
 
 

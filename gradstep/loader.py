@@ -94,7 +94,7 @@ def _import_file(path: Path) -> ModuleType:
         raise
     except SyntaxError as error:
         raise LoadError(f"syntax error: {error.msg}", str(path), error.lineno) from error
-    except Exception as error:  # the file is user code: anything can come out
+    except (Exception, SystemExit) as error:  # the file is user code: anything can come out, sys.exit too
         sys.modules.pop(module_name, None)
         line = _line_in(path, error)
         raise LoadError(f"{type(error).__name__} while running the file: {_message(error)}", str(path), line) from error

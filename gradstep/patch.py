@@ -31,6 +31,7 @@ import numpy as np
 from gradstep.atomic import write_text_atomically
 from gradstep.safe_text import printable
 from gradstep.scenario import Scenario
+from gradstep.stoppable import error_words
 
 # What can be patched: the formulas a user suspects. (side field -> what it does)
 TARGETS: dict[str, str] = {
@@ -97,8 +98,8 @@ def compile_patch(scenario: Scenario, patch: Patch) -> Callable[..., Any]:
     namespace = dict(getattr(original, "__globals__", {}))
     try:
         exec(compile(tree, f"<patch {patch.target}>", "exec"), namespace)  # the user's own code, by design
-    except Exception as error:
-        raise PatchError(f"{type(error).__name__} while defining the patch: {error}", _patch_line(error)) from error
+    except (Exception, SystemExit) as error:
+        raise PatchError(f"while defining the patch: {error_words(error)}", patch_line(error)) from error
     # The function named like the original, else the last one defined.
     names = [d.name for d in defs]
     chosen = original.__name__ if original.__name__ in names else names[-1]
@@ -114,7 +115,7 @@ def patched_scenario(scenario: Scenario, patches: list[Patch]) -> Scenario:
     return scenario
 
 
-def _patch_line(error: BaseException) -> int | None:
+def patch_line(error: BaseException) -> int | None:
     """The line inside the patch where ``error`` was raised, if it was raised there."""
     tb = error.__traceback__
     line = None
@@ -175,8 +176,8 @@ def _run_patched(runner: Callable[..., Any], engine: Any, step: int, name: str, 
         return runner(engine, step, name, fn)
     except PatchError:
         raise
-    except Exception as error:
-        raise PatchError(f"{type(error).__name__}: {error}", _patch_line(error)) from error
+    except (Exception, SystemExit) as error:  # sys.exit, or os._exit in the app, ends the check, not gradstep
+        raise PatchError(error_words(error), patch_line(error)) from error
 
 
 def _numpy_probe(engine: Any, step: int, name: str, fn: Callable[..., Any]) -> Any:

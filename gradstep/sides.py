@@ -28,6 +28,7 @@ from gradstep import keys
 from gradstep.loader import mapping_line
 from gradstep.safe_text import printable
 from gradstep.scenario import Batch, Hyper, Scenario, TensorMap
+from gradstep.stoppable import Stopped, error_words
 
 Tensors = dict[str, np.ndarray]
 
@@ -47,9 +48,7 @@ class ScenarioError(Exception):
     def __str__(self) -> str:
         at = f" at step {self.step}" if self.step is not None else ""
         where = f" ({self.location})" if self.location else ""
-        inner = self.error
-        message = inner.args[0] if isinstance(inner, KeyError) and inner.args else inner  # KeyError's str is a repr
-        return printable(f"{self.side} {self.function}{at}{where}: {type(inner).__name__}: {message}", lines=True)
+        return printable(f"{self.side} {self.function}{at}{where}: {error_words(self.error)}", lines=True)
 
 
 def mapping_error(error: Exception, source_path: str) -> ScenarioError:
@@ -98,8 +97,12 @@ def call(side: str, function: str, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
     except ScenarioError:
         raise
-    except Exception as error:  # the scenario is user code: anything can come out
+    except (Exception, SystemExit) as error:  # the scenario is user code: anything can come out, sys.exit too
         raise ScenarioError(side, function, error) from error
+    except Stopped as stop:  # escape or quit while it ran and did not return: say where it was stopped
+        if getattr(stop, "where", None) is None:
+            stop.where = ScenarioError(side, function, stop)
+        raise
 
 
 def _as_loss_dict(value: Any) -> dict[str, Any]:

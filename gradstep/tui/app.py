@@ -17,7 +17,9 @@ in flight (:class:`DiagnosisReady`).
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
 import threading
 import time
 from collections import deque
@@ -33,6 +35,7 @@ from gradstep.device import release_device_memory
 from gradstep.engine import Engine
 from gradstep.patch import TARGETS, Patch
 from gradstep.safe_text import printable
+from gradstep.stoppable import JobStopper, Stopped, guard_exits
 from gradstep.tui.bindings import (
     DIAGNOSIS_BINDINGS,
     EDITOR_BINDINGS,
@@ -42,14 +45,16 @@ from gradstep.tui.bindings import (
     VIEW_BINDINGS,
 )
 from gradstep.tui.findings import Diagnosis
-from gradstep.tui.frame import INITIAL, Frame
+from gradstep.tui.frame import INITIAL, ErrorInfo, Frame
 from gradstep.tui.keymap import load_keymap
 from gradstep.tui.messages import DiagnosisReady, FrameReady, PatchDone, RunProgress, SessionSaved
+from gradstep.tui.patching import PatchOutcome
 from gradstep.tui.presenter import error_text
 from gradstep.tui.screens import HelpScreen, MainScreen, NumberPrompt, PatchEditor
 from gradstep.tui.screens.help import key_display
 from gradstep.tui.screenshot import screenshot_path
 from gradstep.tui.session import Debugger
+from gradstep.tui.terminal import Terminal, arm_hard_exit
 from gradstep.tui.widgets import FindingList, RunBar, TensorGrid
 
 # Moves that need the engine: disabled (and dimmed in the footer) while a run is in flight.
@@ -58,6 +63,8 @@ _ENGINE_ACTIONS = {"step", "step_back", "jump", "continue_run", "run_nonfinite",
 _DEFAULT_KEYS = {b.id: b.key for b in (*ENGINE_BINDINGS, *PATCH_BINDINGS, *DIAGNOSIS_BINDINGS, *EDITOR_BINDINGS,
                                        *SHOW_BINDINGS, *VIEW_BINDINGS, *FindingList.BINDINGS)}
 _QUEUE = 8  # single steps pressed ahead of the worker, kept rather than dropped
+_STOP_AFTER = 0.3  # seconds after escape: a job still inside the user's code is stopped there (patch jobs)
+_ABANDON_AFTER = 2.0  # seconds after a stop: a job still running is stuck in a C call, and left behind
 
 
 class GradstepApp(App[None]):
@@ -82,8 +89,21 @@ class GradstepApp(App[None]):
         self._diagnosis_wanted: tuple[int | None] | None = None  # (the step, or None: the first divergence)
         self._diagnosing: int | None = None  # the step being diagnosed, for the pane's title
         self._auto_diagnosed = -1  # the engine generation whose first divergence was diagnosed
+        # Jobs run the user's code: escape or quit stops one even inside a call that never returns.
+        self._stopper = JobStopper()
+        self._job = 0  # the serial number of the job in flight (or the last one)
+        self._job_kind = "engine"  # "engine": a move of the live engine; "patch": a validation and replay
+        self._worker: Worker | None = None
+        self._abandoned: set[int] = set()  # jobs stuck in a call that cannot be interrupted, left behind
+        self._leaving = False
+        self._terminal = Terminal()  # as it was before the app: put back on a signal, or a stuck thread at quit
 
     def on_mount(self) -> None:
+        guard_exits()  # os._exit in a patch or a scenario function ends its job, not the app
+        if not self.is_headless:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(signum, self._signalled, signum)
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         if self.recorded_from is not None:
@@ -98,7 +118,10 @@ class GradstepApp(App[None]):
         return self._main
 
     # ---- the one engine worker -------------------------------------------
-    def _start(self, job: Callable[[], Frame | Message], long_run: str | None = None) -> None:
+    def _start(self, job: Callable[[], Frame | Message], long_run: str | None = None,
+               stopped: Callable[[Stopped], Frame | Message] | None = None) -> None:
+        """Run ``job`` on the engine worker; ``stopped`` makes its result if escape or quit stops it inside the
+        user's code (by default: a move of the live engine, which then cannot go on past that step)."""
         self.busy = True
         if long_run:
             self.running = True
@@ -106,11 +129,17 @@ class GradstepApp(App[None]):
             for bar in self._run_bars():
                 bar.start(long_run, self._key_for("interrupt", "escape"))
             self.refresh_bindings()
-        self._engine_job(job)
+        self._job += 1
+        self._job_kind = "engine" if stopped is None else "patch"
+        view = self.view_step
+        self._worker = self._engine_job(job, stopped or (lambda stop: self.debugger.halt(view, stop)), self._job)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
-    def _engine_job(self, job: Callable[[], Frame | Message]) -> None:
-        result = job()
+    def _engine_job(self, job: Callable[[], Frame | Message], stopped: Callable[[Stopped], Frame | Message],
+                    serial: int) -> None:
+        result = self._stopper.run(job, lambda stop: None if self._leaving else stopped(stop))
+        if result is None or serial in self._abandoned:
+            return  # quitting; or a job left behind, whose moment has passed
         self.post_message(result if isinstance(result, Message) else FrameReady(result))
 
     def _run_bars(self) -> list[RunBar]:
@@ -158,13 +187,18 @@ class GradstepApp(App[None]):
 
     @on(Worker.StateChanged)
     def _worker_done(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "engine" or event.state not in (
+        if event.worker is not self._worker or event.state not in (
                 WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
-            return
+            return  # another group's, or a job left behind
         if event.state == WorkerState.ERROR:
             self._queued.clear()
             self.notify(f"{type(event.worker.error).__name__}: {event.worker.error}", title="gradstep error",
                         severity="error", timeout=10)
+        self._job_over()
+
+    def _job_over(self) -> None:
+        """The engine is free: the next move queued, deferred or wanted starts."""
+        self._worker = None
         self.busy = False
         if self.running:
             self.running = False
@@ -245,15 +279,61 @@ class GradstepApp(App[None]):
 
         self.push_screen(NumberPrompt("Run how many steps on", 1, remaining, default=min(100, remaining)), chosen)
 
-    def _long(self, what: str, job: Callable) -> None:
+    def _long(self, what: str, job: Callable, patch_move: str | None = None, target: str | None = None) -> None:
+        """A run with progress that escape stops; ``patch_move``: a patch's validation and replay."""
         if self.busy:
             return
         progress, cancelled = self._progress(), self._cancel.is_set
-        self._start(lambda: job(progress, cancelled), long_run=what)
+        stopped = None if patch_move is None else (
+            lambda stop: PatchDone(PatchOutcome("stopped", patch_move, target, "stopped: nothing changed")))
+        self._start(lambda: job(progress, cancelled), long_run=what, stopped=stopped)
 
     def action_interrupt(self) -> None:
-        if self.running:
-            self._cancel.set()
+        """Stop the run in flight: between two steps; a patch's replay also inside a step that does not return;
+        a move of the live engine inside one only when asked twice (that step then cannot be finished)."""
+        if not self.running:
+            return
+        if self._cancel.is_set():  # asked again: now, inside the step
+            self._stop_now()
+            return
+        self._cancel.set()
+        serial = self._job
+        self.set_timer(_STOP_AFTER, lambda: self._still_running(serial))
+
+    def _still_running(self, serial: int) -> None:
+        if serial != self._job or not self.busy or self._leaving:
+            return
+        if self._job_kind == "patch":  # nothing is committed before its end: stopping it anywhere is safe
+            self._stop_now()
+            return
+        self.notify(f"still inside the scenario's code at step {self.debugger.engine.next_step}: "
+                    f"{self.key_names('interrupt')} again stops it there (the run then cannot go on past that step)",
+                    title="stopping", timeout=8, markup=False)
+
+    def _stop_now(self) -> None:
+        serial = self._job
+        if self._stopper.stop():
+            self.set_timer(_ABANDON_AFTER, lambda: self._abandon(serial))
+
+    def _abandon(self, serial: int) -> None:
+        """A stopped job that still runs is inside a C call that never returns: leave it, free the app."""
+        if serial != self._job or not self.busy or self._leaving:
+            return
+        self._abandoned.add(serial)
+        self._queued.clear()
+        stuck = ("stuck in a call that cannot be interrupted (a C function that does not return, such as a "
+                 "sleep): it is left behind and ends when the process does")
+        if self._job_kind == "patch":
+            self._patch_done(PatchDone(PatchOutcome("stopped", "apply", None, f"the patch is {stuck}; nothing "
+                                                    "changed, the previous run and its patches stay")))
+            self._job_over()
+            return
+        self.debugger.halted = ErrorInfo(self.debugger.engine.next_step, "?", "code", "?",
+                                         f"the scenario's code is {stuck}; the run cannot go on past this step")
+        self._job_over()
+        view = self.view_step
+        self._deferred = None
+        self._start(lambda: self.debugger.show(view).with_(error=self.debugger.halted))
 
     # ---- patches: the editor, apply, undo, redo, reset (each a replay) ----------------
     def action_edit_patch(self) -> None:
@@ -277,7 +357,8 @@ class GradstepApp(App[None]):
             return False
         view, patch = self.view_step, Patch(target, text)
         self._long(f"replaying to step {max(view, 0)} with {target}",
-                   lambda p, c: PatchDone(self.debugger.patches.apply(self.debugger, patch, view, p, c)))
+                   lambda p, c: PatchDone(self.debugger.patches.apply(self.debugger, patch, view, p, c)),
+                   patch_move="apply", target=target)
         return True
 
     def action_undo_patch(self) -> None:
@@ -304,7 +385,8 @@ class GradstepApp(App[None]):
             return
         view, session = self.view_step, self.debugger.patches
         move = getattr(session, action)
-        self._long(f"{what}: replaying to step {max(view, 0)}", lambda p, c: PatchDone(move(self.debugger, view, p, c)))
+        self._long(f"{what}: replaying to step {max(view, 0)}", lambda p, c: PatchDone(move(self.debugger, view, p, c)),
+                   patch_move=action)
 
     @on(PatchDone)
     def _patch_done(self, message: PatchDone) -> None:
@@ -319,12 +401,12 @@ class GradstepApp(App[None]):
             self.notify(drafts_error, severity="error", timeout=10, markup=False)
         if outcome.changed:
             saved = f"\nsaved to {outcome.saved}" if outcome.saved else ""
-            self.notify(outcome.message + saved, title="patch", timeout=8)
+            self.notify(outcome.message + saved, title="patch", timeout=8, markup=False)
             if outcome.save_error:
-                self.notify(outcome.save_error, severity="error", timeout=10)
+                self.notify(outcome.save_error, severity="error", timeout=10, markup=False)
         elif editor is None:
             self.notify(outcome.message, severity="information" if outcome.kind == "nothing" else "error",
-                        timeout=8)
+                        timeout=8, markup=False)
 
     # ---- diagnosis -----------------------------------------------------------------
     def _diagnosis_for(self, frame: Frame) -> None:
@@ -453,8 +535,29 @@ class GradstepApp(App[None]):
                     title="session", timeout=10, markup=False)
 
     async def action_quit(self) -> None:
-        self._cancel.set()  # a run in flight stops at its next step
-        self.exit()
+        self._leave(0)
+
+    def _signalled(self, signum: int) -> None:
+        """SIGTERM or SIGHUP: the same orderly exit as quitting (the terminal put back), exit 128 + the signal."""
+        self._leave(128 + signum)
+
+    def _leave(self, code: int) -> None:
+        """Keep the editor's text, stop any job inside the user's code, exit; a job that will not stop cannot
+        keep the process alive: a moment later it ends, the terminal put back (``terminal.arm_hard_exit``)."""
+        self._leaving = True
+        self._cancel.set()
+        self._keep_drafts()
+        stopping = self._stopper.stop()
+        if not self.is_headless and (stopping or code):
+            arm_hard_exit(self._terminal, code, before=self._keep_drafts)
+        self.exit(return_code=code)
+
+    def _keep_drafts(self) -> None:
+        editor = self.editor
+        if editor is not None:
+            editor.keep_draft()
+        else:
+            self.debugger.patches.save_drafts()
 
     def on_unmount(self) -> None:
         """Quitting: a run in flight stops, and the GPU memory torch has cached but no longer uses goes back.
@@ -463,6 +566,7 @@ class GradstepApp(App[None]):
         still read ``app.debugger`` after ``run()``.
         """
         self._cancel.set()
+        self._stopper.stop()
         gc.unfreeze()  # the first frame froze everything alive then, the engine included, out of collection
         release_device_memory()
 

@@ -25,6 +25,7 @@ from gradstep.engine import Engine
 from gradstep.recorded import StepNotRecorded
 from gradstep.safe_text import printable
 from gradstep.sides import ScenarioError
+from gradstep.stoppable import error_words
 from gradstep.tui.pairs import pair_facts
 
 INITIAL = -1
@@ -70,7 +71,7 @@ class ErrorInfo:
     def of(cls, error: ScenarioError) -> ErrorInfo:
         inner = error.error
         return cls(error.step, error.side, error.function, printable(error.location or "?"),
-                   printable(f"{type(inner).__name__}: {inner}", lines=True))
+                   printable(error_words(inner), lines=True))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 from gradstep import patch as patching
 from gradstep.patch import TARGETS, Patch, PatchError, PatchSet
 from gradstep.patch_store import PatchStore
+from gradstep.safe_text import printable
 from gradstep.sides import ScenarioError
+from gradstep.stoppable import Stopped, TimedOut, error_words, shielded, time_limit
 from gradstep.tui.frame import INITIAL, ErrorInfo, Frame
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 Cancelled = Callable[[], bool]
+VALIDATION_SECONDS = 15.0  # checking a patch on one step's inputs: past this it is taken not to return
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,10 @@ class PatchOutcome:
 
     ``kind``: ``"applied"`` (replayed, swapped in, saved), ``"refused"`` (the
     patch did not validate: ``line`` is its line when known), ``"failed"`` (the
-    replay raised in the scenario's code), ``"cancelled"``, or ``"nothing"``
-    (no patch to undo, redo or reset). Only ``"applied"`` changed anything.
+    replay raised in the scenario's code), ``"cancelled"`` (between two steps),
+    ``"stopped"`` (inside code that did not return: ``line`` is the patch's
+    line it was stopped at, when it was in the patch), or ``"nothing"`` (no
+    patch to undo, redo or reset). Only ``"applied"`` changed anything.
     """
 
     kind: str
@@ -129,11 +134,18 @@ class PatchSession:
               cancelled: Cancelled | None = None) -> PatchOutcome:
         """Validate ``patch`` on the step shown, then replay from step 0 to it with the patch in force."""
         try:
-            patching.validate(debugger.engine, patch, max(view, 0))
+            with time_limit(VALIDATION_SECONDS):
+                patching.validate(debugger.engine, patch, max(view, 0))
         except PatchError as error:
             return PatchOutcome("refused", "apply", patch.target, str(error), line=error.line)
-        except Exception as error:  # the original function or the probe itself failed: still refuse
-            return PatchOutcome("refused", "apply", patch.target, f"{type(error).__name__}: {error}")
+        except TimedOut as stop:
+            return PatchOutcome("refused", "apply", patch.target,
+                                f"the patch did not return within {VALIDATION_SECONDS:g} s on the inputs of the step "
+                                "shown: stopped there (does it loop forever?)", line=patching.patch_line(stop))
+        except Stopped as stop:
+            return _stopped("apply", patch.target, stop, "while it was checked on the step's inputs")
+        except (Exception, SystemExit) as error:  # the original function or the probe itself failed: still refuse
+            return PatchOutcome("refused", "apply", patch.target, printable(error_words(error)))
         trial = _copy(self.history)
         trial.apply(patch)
         return self._replay(debugger, trial, view, "apply", patch.target, progress, cancelled)
@@ -174,10 +186,18 @@ class PatchSession:
             return PatchOutcome("refused", action, target, str(error), line=error.line)
         except ScenarioError as error:
             return PatchOutcome("failed", action, target, _failure(ErrorInfo.of(error)))
+        except Stopped as stop:
+            return _stopped(action, target, stop, "during the replay")
         if fresh is None:
             return PatchOutcome("cancelled", action, target, "replay cancelled")
         if fresh.last_error is not None:
             return PatchOutcome("failed", action, target, _failure(ErrorInfo.of(fresh.last_error)))
+        with shielded():  # from here on, all or nothing: a stop asked now comes too late to matter
+            return self._commit(debugger, fresh, trial, patches, view, action, target)
+
+    def _commit(self, debugger: Debugger, fresh: Engine, trial: PatchSet, patches: list[Patch], view: int,
+                action: str, target: str | None) -> PatchOutcome:
+        old = debugger.engine
         fresh.base_scenario, fresh.patches = self.base, patches
         before = old.first_divergence
         self.history = trial
@@ -203,6 +223,16 @@ class PatchSession:
 
 def _copy(history: PatchSet) -> PatchSet:
     return PatchSet(list(history.applied), list(history.undone))
+
+
+def _stopped(action: str, target: str | None, stop: Stopped, when: str) -> PatchOutcome:
+    """Escape or quit stopped code that did not return: where it was, and that nothing changed."""
+    where = stop.where
+    what = f"the {where.side} side's {where.function}" if isinstance(where, ScenarioError) else "the patch"
+    at = f" ({where.location})" if isinstance(where, ScenarioError) and where.location else ""
+    return PatchOutcome("stopped", action, target,
+                        printable(f"stopped {when}: {what}{at} did not return — nothing changed, the previous run "
+                                  "and its patches stay"), line=patching.patch_line(stop))
 
 
 def _failure(error: ErrorInfo) -> str:

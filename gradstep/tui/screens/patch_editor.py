@@ -164,13 +164,14 @@ class PatchEditor(Screen[None]):
             return
         self.error_line = None
         started = self.gradstep.apply_patch(self.target, text)
-        self._message("checking the patch on the step's inputs…" if started else
-                      "the engine is busy: the patch is applied as soon as it is free")
+        self._message(f"checking the patch on the step's inputs… ({self.gradstep.key_names('patch_close')} stops "
+                      "it)" if started else "the engine is busy: the patch is applied as soon as it is free")
 
     def action_close(self) -> None:
         if self.gradstep.running:
             self.gradstep.action_interrupt()
-            self._message("cancelling the replay (at the next step): the previous run stays")
+            self._message("stopping the replay (inside the patch if it does not return): the previous run and "
+                          "the text stay")
             return
         if self.has_class("-choosing"):
             self._choosing(False)
@@ -222,7 +223,7 @@ class PatchEditor(Screen[None]):
             if self.is_current:
                 self.dismiss()
             return
-        if outcome.kind == "refused":
+        if outcome.kind in ("refused", "stopped"):
             self._refused(outcome)
         elif outcome.kind == "cancelled":
             self._message(f"{outcome.message}: nothing changed, the previous run and its patches stay", error=True)
@@ -231,7 +232,7 @@ class PatchEditor(Screen[None]):
 
     def _refused(self, outcome: PatchOutcome) -> None:
         text = Text()
-        text.append("✗ not applied: ", style="bold")
+        text.append("✗ not applied: " if outcome.kind == "refused" else "■ ", style="bold")
         text.append(outcome.message)
         lines = self.text_area.text.splitlines()
         self.error_line = outcome.line
