@@ -30,7 +30,7 @@ import torch
 from gradstep import keys
 from gradstep.compare import PairSummarizer, Status, TensorComparison, compare_tensor, tolerance_for
 from gradstep.scenario import Scenario
-from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, mapping_error
+from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, call, check_data, mapping_error
 from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace
 
 _DIVERGING = Status.SHAPE  # SHAPE, NONFINITE and DIVERGED count as divergences
@@ -105,9 +105,17 @@ class Lockstep:
     def position(self, step: int) -> tuple[int, int]:
         return divmod(step, self.steps_per_epoch)
 
+    def batch(self, epoch: int, index: int) -> Any:
+        """The scenario's minibatch: what its ``data.batch`` raises or returns wrong is its error, at its step."""
+        try:
+            return call("scenario", "data.batch", self.data.batch, epoch, index)
+        except ScenarioError as error:
+            error.step = epoch * self.steps_per_epoch + index
+            raise
+
     def step(self, step: int) -> StepRecord:
         epoch, index = self.position(step)
-        batch = self.data.batch(epoch, index)
+        batch = self.batch(epoch, index)
         try:
             numpy_step = self._first_numpy_step if self.numpy_draws_random is None else self.numpy.step
             numpy_out = numpy_step(batch)
@@ -138,7 +146,7 @@ class Lockstep:
     def advance(self, step: int) -> None:
         """Run ``step`` on both sides recording nothing (replays; metrics are not needed there)."""
         epoch, index = self.position(step)
-        batch = self.data.batch(epoch, index)
+        batch = self.batch(epoch, index)
         try:
             self.numpy.advance(batch)
             self.torch.advance(batch)
@@ -153,7 +161,7 @@ class Lockstep:
             numpy_w = record.numpy[keys.before(name)]
             torch_w = record.torch.get(keys.before(name))
             start[name] = numpy_w if torch_w is None else np.asarray(torch_w).astype(numpy_w.dtype)
-        batch = self.data.batch(record.epoch, record.index)
+        batch = self.batch(record.epoch, record.index)
         # The re-run must not shift the NumPy side's random stream, if it draws from one:
         # saving the generator costs more than the step itself, so only then.
         rng = np.random.get_state() if self.numpy_draws_random is not False else None
@@ -193,10 +201,10 @@ class Lockstep:
 
 
 def _call_setup(what: str, fn: Callable[..., Any], hp: Any) -> Any:
-    try:
-        return fn(hp)
-    except (Exception, SystemExit) as error:  # sys.exit in the user's set-up is its error, not gradstep's end
-        raise ScenarioError("scenario", what, error) from error
+    value = call("scenario", what, fn, hp)  # its exceptions, sys.exit too, are the scenario's error
+    if what == "data":
+        check_data(fn, value)
+    return value
 
 
 class Engine:

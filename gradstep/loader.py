@@ -72,7 +72,10 @@ def load_scenario(name_or_path: str, variant: str | None = None) -> Scenario:
                                    notes=printable(scenario.notes, lines=True))
     if variant is not None and variant not in scenario.variants:
         known = ", ".join(scenario.variants)
-        raise LoadError(f"scenario {scenario.name!r} has no variant {variant!r} (variants: {known})", str(path))
+        close = difflib.get_close_matches(variant, list(scenario.variants), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise LoadError(f"scenario {scenario.name!r} has no variant {variant!r} (variants: {known}){hint}",
+                        str(path))
     return scenario.with_variant(variant)
 
 

@@ -46,12 +46,12 @@ def is_printable(text: str) -> bool:
 
 def shown(value: Any, limit: int = 60) -> str:
     """``repr(value)`` for a message: printable, and cut short when long."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
-        return f"a {len(str(abs(value)))}-digit number"  # str() of a huge int is slow; len of it is fine here
     try:
         text = printable(repr(value))
     except ValueError:  # an int past Python's 4300-digit limit for str()
         return "a number of more than 4300 digits"
+    if isinstance(value, int) and len(text) > limit:
+        return f"a {len(text.lstrip('-'))}-digit number"
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 

@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 from numpy.lib import format as npy
 
-from gradstep.safe_text import printable
+from gradstep.safe_text import printable, shown
 from gradstep.session_tree import plain_dtype
 
 MANIFEST = "session.json"
@@ -167,7 +167,7 @@ class ArchiveReader:
         if name in self._arrays:
             return self._arrays[name]
         if not isinstance(name, str) or not _ARRAY_NAME.fullmatch(name):
-            raise ArchiveError(f"refers to an array named {name!r}, which is not an array name")
+            raise ArchiveError(f"refers to an array named {shown(name)}, which is not an array name")
         info = self._infos.get(name)
         if info is None:
             raise ArchiveError(f"refers to {name}, which is not in the file")
