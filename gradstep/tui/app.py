@@ -64,6 +64,7 @@ _DEFAULT_KEYS = {b.id: b.key for b in (*ENGINE_BINDINGS, *PATCH_BINDINGS, *DIAGN
                                        *SHOW_BINDINGS, *VIEW_BINDINGS, *FindingList.BINDINGS)}
 _QUEUE = 8  # single steps pressed ahead of the worker, kept rather than dropped
 _STOP_AFTER = 0.3  # seconds after escape: a job still inside the user's code is stopped there (patch jobs)
+_SHOW_AFTER = 1.0  # seconds: a single move still running by then gets the run bar, and escape
 _ABANDON_AFTER = 2.0  # seconds after a stop: a job still running is stuck in a C call, and left behind
 
 
@@ -119,9 +120,12 @@ class GradstepApp(App[None]):
 
     # ---- the one engine worker -------------------------------------------
     def _start(self, job: Callable[[], Frame | Message], long_run: str | None = None,
-               stopped: Callable[[Stopped], Frame | Message] | None = None) -> None:
+               stopped: Callable[[Stopped], Frame | Message] | None = None, kind: str = "engine") -> None:
         """Run ``job`` on the engine worker; ``stopped`` makes its result if escape or quit stops it inside the
-        user's code (by default: a move of the live engine, which then cannot go on past that step)."""
+        user's code (by default: a move of the live engine, which then cannot go on past that step).
+
+        ``kind``: "engine", a move of the live engine (stopped inside a step only when asked twice); "patch"
+        or "other", work on copies (a replay, a diagnosis, a save), safe to stop anywhere."""
         self.busy = True
         if long_run:
             self.running = True
@@ -130,9 +134,22 @@ class GradstepApp(App[None]):
                 bar.start(long_run, self._key_for("interrupt", "escape"))
             self.refresh_bindings()
         self._job += 1
-        self._job_kind = "engine" if stopped is None else "patch"
-        view = self.view_step
-        self._worker = self._engine_job(job, stopped or (lambda stop: self.debugger.halt(view, stop)), self._job)
+        self._job_kind = kind
+        view, serial = self.view_step, self._job
+        self._worker = self._engine_job(job, stopped or (lambda stop: self.debugger.halt(view, stop)), serial)
+        if not long_run:  # a single move the user's code makes long (or endless): shown, and escape stops it
+            self.set_timer(_SHOW_AFTER, lambda: self._show_running(serial))
+
+    def _show_running(self, serial: int) -> None:
+        if serial != self._job or not self.busy or self.running or self._leaving:
+            return
+        self.running = True
+        self._cancel.clear()
+        what = (f"step {self.debugger.engine.next_step}: still in the scenario's code" if self._job_kind == "engine"
+                else "still working")
+        for bar in self._run_bars():
+            bar.start(what, self._key_for("interrupt", "escape"))
+        self.refresh_bindings()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
     def _engine_job(self, job: Callable[[], Frame | Message], stopped: Callable[[Stopped], Frame | Message],
@@ -284,9 +301,14 @@ class GradstepApp(App[None]):
         if self.busy:
             return
         progress, cancelled = self._progress(), self._cancel.is_set
-        stopped = None if patch_move is None else (
-            lambda stop: PatchDone(PatchOutcome("stopped", patch_move, target, "stopped: nothing changed")))
-        self._start(lambda: job(progress, cancelled), long_run=what, stopped=stopped)
+        if patch_move is None:
+            self._start(lambda: job(progress, cancelled), long_run=what)
+            return
+
+        def stopped(stop: Stopped) -> PatchDone:
+            return PatchDone(PatchOutcome("stopped", patch_move, target, "stopped: nothing changed"))
+
+        self._start(lambda: job(progress, cancelled), long_run=what, stopped=stopped, kind="patch")
 
     def action_interrupt(self) -> None:
         """Stop the run in flight: between two steps; a patch's replay also inside a step that does not return;
@@ -303,7 +325,7 @@ class GradstepApp(App[None]):
     def _still_running(self, serial: int) -> None:
         if serial != self._job or not self.busy or self._leaving:
             return
-        if self._job_kind == "patch":  # nothing is committed before its end: stopping it anywhere is safe
+        if self._job_kind != "engine":  # nothing is committed before its end: stopping it anywhere is safe
             self._stop_now()
             return
         self.notify(f"still inside the scenario's code at step {self.debugger.engine.next_step}: "
@@ -320,20 +342,21 @@ class GradstepApp(App[None]):
         if serial != self._job or not self.busy or self._leaving:
             return
         self._abandoned.add(serial)
+        self._stopper = JobStopper()  # the old one stays with the thread left behind; jobs from now on get theirs
         self._queued.clear()
         stuck = ("stuck in a call that cannot be interrupted (a C function that does not return, such as a "
                  "sleep): it is left behind and ends when the process does")
         if self._job_kind == "patch":
             self._patch_done(PatchDone(PatchOutcome("stopped", "apply", None, f"the patch is {stuck}; nothing "
                                                     "changed, the previous run and its patches stay")))
-            self._job_over()
-            return
-        self.debugger.halted = ErrorInfo(self.debugger.engine.next_step, "?", "code", "?",
-                                         f"the scenario's code is {stuck}; the run cannot go on past this step")
+        elif self._job_kind == "other":
+            self.notify(f"the scenario's code is {stuck}", severity="warning", timeout=10, markup=False)
+        else:  # the live engine is half-way through a step: it goes no further; show why
+            self.debugger.halted = ErrorInfo(self.debugger.engine.next_step, "?", "code", "?",
+                                             f"the scenario's code is {stuck}; the run cannot go on past this step")
+            view = self.view_step
+            self._deferred = lambda: self._start(lambda: self.debugger.show(view).with_(error=self.debugger.halted))
         self._job_over()
-        view = self.view_step
-        self._deferred = None
-        self._start(lambda: self.debugger.show(view).with_(error=self.debugger.halted))
 
     # ---- patches: the editor, apply, undo, redo, reset (each a replay) ----------------
     def action_edit_patch(self) -> None:
@@ -434,7 +457,11 @@ class GradstepApp(App[None]):
             return
         (step,) = self._diagnosis_wanted
         self._diagnosis_wanted = None
-        self._start(lambda: DiagnosisReady(self.debugger.diagnose(step)))
+        generation = self.debugger.generation
+        self._start(lambda: DiagnosisReady(self.debugger.diagnose(step)), kind="other",
+                    stopped=lambda stop: DiagnosisReady(Diagnosis(generation, step, (), at_divergence=False,
+                                                                  auto=step is None, error="the diagnosis was "
+                                                                  "stopped: the scenario's code did not return")))
 
     @on(DiagnosisReady)
     def _diagnosis_ready(self, message: DiagnosisReady) -> None:
@@ -523,7 +550,8 @@ class GradstepApp(App[None]):
 
         engine, view = self.debugger.engine, self.view_step
         target = default_session_path(engine.scenario, engine.next_step)
-        self._start(lambda: _save_session(engine, target, view))
+        self._start(lambda: _save_session(engine, target, view), kind="other",
+                    stopped=lambda stop: SessionSaved(str(target), "stopped: nothing saved"))
 
     @on(SessionSaved)
     def _session_saved(self, message: SessionSaved) -> None:
@@ -548,7 +576,7 @@ class GradstepApp(App[None]):
         self._cancel.set()
         self._keep_drafts()
         stopping = self._stopper.stop()
-        if not self.is_headless and (stopping or code):
+        if not self.is_headless and (stopping or self._abandoned or code):  # a thread that may never end
             arm_hard_exit(self._terminal, code, before=self._keep_drafts)
         self.exit(return_code=code)
 
