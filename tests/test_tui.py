@@ -43,6 +43,12 @@ def widget(app, kind):
     return app.screen.query_one(kind)
 
 
+def footer_text(app) -> str:
+    from gradstep.tui.widgets import KeyFooter
+
+    return shown(widget(app, KeyFooter))
+
+
 async def find(pilot, name: str) -> None:
     await press(pilot, "slash")
     assert isinstance(pilot.app.screen, FindScreen)
@@ -235,12 +241,14 @@ async def test_a_slow_step_says_it_is_running_and_escape_drops_what_is_queued(mo
         label = bar.query_one("#run-label")
         text = str(label.render())
         assert bar.has_class("-running") and "stepping to step 0…" in text and "escape" in text
+        assert "Stop" in footer_text(app)  # the footer offers escape with the bar
         await pilot.press("n", "n", "n")
         await pilot.pause(0.05)
         assert "(+3 steps queued)" in str(label.render())
         await pilot.press("escape")
         await settle(pilot)
         assert app.frame.step == 0 and not bar.has_class("-running")
+        assert "Stop" not in footer_text(app)  # and no longer, once nothing is in flight (the diagnosis ran too)
 
 
 @run_async

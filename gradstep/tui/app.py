@@ -80,6 +80,7 @@ class GradstepApp(App[None]):
         self.view_step = INITIAL
         self.running = False  # a long run: bindings disabled, progress shown
         self.busy = False  # any engine job in flight
+        self.stoppable = False  # its bar is shown (a run, or a job that is slow): escape offered in the footer too
         self.last_error: str | None = None
         self.user_keymap = dict(keymap or {})
         self._cancel = threading.Event()
@@ -135,7 +136,7 @@ class GradstepApp(App[None]):
         self._cancel.clear()
         view, serial = self.view_step, self._job
         if long_run:
-            self.running = True
+            self.running = self.stoppable = True
             for bar in self._run_bars():
                 bar.start(long_run, self._key_for("interrupt", "escape"))
             self.refresh_bindings()
@@ -152,6 +153,8 @@ class GradstepApp(App[None]):
             for bar in self._run_bars():
                 bar.start(f"{self._slow_label}…{self._queued_text()}", self._key_for("interrupt", "escape"),
                           stops=stops)
+            self.stoppable = True
+            self.refresh_bindings()
 
     def _queued_text(self) -> str:
         return f" ({self._steps(self._pending)} queued)" if self._pending else ""
@@ -237,11 +240,11 @@ class GradstepApp(App[None]):
     def _job_over(self) -> None:
         """The engine is free: the next move queued, deferred or wanted starts."""
         self._worker = None
-        self.busy = False
-        was_running, self.running = self.running, False
+        was_shown = self.stoppable
+        self.busy = self.running = self.stoppable = False
         for bar in self._run_bars():
             bar.stop()
-        if was_running:
+        if was_shown:  # the footer offered escape with the bar; a quick step never touches the footer
             self.refresh_bindings()
         if self._pending:
             self._pending_move()
@@ -253,7 +256,7 @@ class GradstepApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "interrupt":
-            return self.busy  # shown only while a job is in flight
+            return self.stoppable  # with the bar: while a run, or a job that has been slow, is in flight
         if action in _ENGINE_ACTIONS and self.running:
             return None  # shown, dimmed
         return True
