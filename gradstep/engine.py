@@ -43,7 +43,7 @@ from gradstep.compare import (
 )
 from gradstep.referee import Judgement, RefereeReport, TorchStart, judge
 from gradstep.scenario import Scenario, set_position
-from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, mapping_error
+from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, call, check_data, mapping_error
 from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace
 
 _DIVERGING = Status.SHAPE  # SHAPE, NONFINITE and DIVERGED count as divergences
@@ -134,9 +134,17 @@ class Lockstep:
     def position(self, step: int) -> tuple[int, int]:
         return divmod(step, self.steps_per_epoch)
 
+    def batch(self, epoch: int, index: int) -> Any:
+        """The scenario's minibatch: what its ``data.batch`` raises or returns wrong is its error, at its step."""
+        try:
+            return call("scenario", "data.batch", self.data.batch, epoch, index)
+        except ScenarioError as error:
+            error.step = epoch * self.steps_per_epoch + index
+            raise
+
     def step(self, step: int) -> StepRecord:
         epoch, index = set_position(self.hp, step, self.steps_per_epoch)
-        batch = self.data.batch(epoch, index)
+        batch = self.batch(epoch, index)
         try:
             numpy_step = self._first_numpy_step if self.numpy_draws_random is None else self.numpy.step
             numpy_out = numpy_step(batch)
@@ -167,7 +175,7 @@ class Lockstep:
     def advance(self, step: int) -> None:
         """Run ``step`` on both sides recording nothing (replays; metrics are not needed there)."""
         epoch, index = set_position(self.hp, step, self.steps_per_epoch)
-        batch = self.data.batch(epoch, index)
+        batch = self.batch(epoch, index)
         try:
             self.numpy.advance(batch)
             self.torch.advance(batch)
@@ -184,7 +192,7 @@ class Lockstep:
             torch_w = record.torch.get(keys.before(name))
             start[name] = numpy_w if torch_w is None else np.asarray(torch_w).astype(numpy_w.dtype)
         set_position(self.hp, record.step, self.steps_per_epoch)
-        batch = self.data.batch(record.epoch, record.index)
+        batch = self.batch(record.epoch, record.index)
         # The re-run must not shift the NumPy side's random stream, if it draws from one:
         # saving the generator costs more than the step itself, so only then.
         rng = np.random.get_state() if self.numpy_draws_random is not False else None
@@ -224,10 +232,10 @@ class Lockstep:
 
 
 def _call_setup(what: str, fn: Callable[..., Any], hp: Any) -> Any:
-    try:
-        return fn(hp)
-    except Exception as error:
-        raise ScenarioError("scenario", what, error) from error
+    value = call("scenario", what, fn, hp)  # its exceptions, sys.exit too, are the scenario's error
+    if what == "data":
+        check_data(fn, value)
+    return value
 
 
 class Engine:

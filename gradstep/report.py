@@ -18,6 +18,7 @@ from rich.text import Text
 from gradstep.compare import Status, TensorComparison
 from gradstep.engine import Engine, RunResult
 from gradstep.numfmt import fmt, fmt_array, json_number
+from gradstep.safe_text import Printable
 
 MARKS = {
     Status.OK: ("✓", "green"),
@@ -366,7 +367,7 @@ def _maybe(value: Any, hex_bits: bool) -> str:
 
 
 def print_report(console: Console, engine: Engine, result: RunResult, **kwargs: Any) -> None:
-    console.print(render(engine, result, **kwargs))
+    console.print(Printable(render(engine, result, **kwargs)))  # names and messages from files, escaped
 
 
 # ---- JSON ------------------------------------------------------------------

@@ -23,7 +23,9 @@ from gradstep import keys
 from gradstep.compare import Status, Tolerance, compare_tensor, tolerance_for
 from gradstep.engine import Engine
 from gradstep.recorded import StepNotRecorded
+from gradstep.safe_text import printable
 from gradstep.sides import ScenarioError
+from gradstep.stoppable import error_words
 
 INITIAL = -1
 
@@ -68,8 +70,8 @@ class ErrorInfo:
     @classmethod
     def of(cls, error: ScenarioError) -> ErrorInfo:
         inner = error.error
-        return cls(error.step, error.side, error.function, error.location or "?",
-                   f"{type(inner).__name__}: {inner}")
+        return cls(error.step, error.side, error.function, printable(error.location or "?"),
+                   printable(error_words(inner), lines=True))
 
 
 @dataclass(frozen=True)
