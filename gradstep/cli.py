@@ -1,7 +1,8 @@
 """The command line: ``gradstep list``, ``gradstep check``, ``gradstep SCENARIO`` and ``gradstep open FILE``.
 
 Exit codes: 0 parity, 1 divergence (or the scenario's own code failed), 2 bad
-input (unknown scenario, broken scenario file, bad option).
+input (unknown scenario, broken scenario file, a function that returns what
+gradstep cannot use, bad option), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -18,11 +19,20 @@ from rich.markup import escape
 
 from gradstep import __version__
 
-EXIT_PARITY, EXIT_DIVERGED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_PARITY, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class ScenarioGroup(click.Group):
     """A group where an unknown first word is a scenario to open: ``gradstep fizzbuzz``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Ctrl-C ends with 130, as a shell reports it (click's own "Aborted!" exits 1); a file being saved
+        is left as it was, its temporary removed."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            Console(stderr=True, soft_wrap=True).print("gradstep: interrupted", highlight=False)
+            sys.exit(EXIT_INTERRUPTED)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
@@ -73,6 +83,9 @@ def build_engine(scenario: str, variant: str | None, device: str, dtype: str | N
                  atol: float | None, tf32: bool | None, patch_file: str | None = None,
                  memory_mb: float | None = None) -> Any:
     """Load the scenario (and patches) and make its engine; every bad input ends here with exit 2."""
+    from gradstep.kernel import warm_up
+
+    warm_up()  # the comparison kernel loads on its own thread while torch and the scenario load here
     from gradstep.engine import Engine, EngineError
     from gradstep.loader import LoadError, load_scenario
     from gradstep.patch import PatchError, load_file, patched_scenario
@@ -120,13 +133,19 @@ def engine_patches(engine: Any) -> list[str]:
     """Labels of the patches in force, for the report (and a line on stderr so it is never missed)."""
     labels = [p.label for p in getattr(engine, "patches", [])]
     if labels:
-        Console(stderr=True, soft_wrap=True).print(f"patches in force: {', '.join(labels)}", highlight=False)
+        from gradstep.safe_text import printable
+
+        Console(stderr=True, soft_wrap=True).print(printable(f"patches in force: {', '.join(labels)}"),
+                                                   highlight=False, markup=False)
     return labels
 
 
 def _fail(message: str) -> None:
     # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]gradstep:[/] {escape(message)}", highlight=False)
+    from gradstep.safe_text import printable
+
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]gradstep:[/] {escape(printable(message, lines=True))}",
+                                               highlight=False)
     sys.exit(EXIT_BAD_INPUT)
 
 
@@ -160,6 +179,7 @@ def new_command(name: str, pieces: bool) -> None:
 @click.option("--present", is_flag=True, help="Open every session in presentation mode (P switches).")
 def serve_command(scenario: str, variant: str | None, host: str, port: int, public: bool, present: bool) -> None:
     """Serve the app in a browser (each visitor gets their own session), on 127.0.0.1 by default."""
+    _check_scenario(scenario, variant)  # before anything listens: a typo is a message, not a server
     if not _is_loopback(host) and not public:
         _fail(f"{host} is not a loopback address: anyone who reaches it can run code on this machine "
               "through patches. Add --public to mean it.")
@@ -168,6 +188,16 @@ def serve_command(scenario: str, variant: str | None, host: str, port: int, publ
             f"[bold yellow]warning:[/] serving on {host}: every visitor can apply patches, which run Python "
             "code on this machine with your rights.")
     build_server(scenario, variant, host, port, present).serve()
+
+
+def _check_scenario(scenario: str, variant: str | None) -> None:
+    """The scenario and variant exist and load (exit 2 if not), without building an engine."""
+    from gradstep.loader import LoadError, load_scenario
+
+    try:
+        load_scenario(scenario, variant)
+    except LoadError as error:
+        _fail(str(error))
 
 
 def build_server(scenario: str, variant: str | None, host: str, port: int, present: bool = False) -> Any:
@@ -198,6 +228,7 @@ def list_command() -> None:
     from rich.table import Table
 
     from gradstep.loader import LoadError, list_scenarios
+    from gradstep.safe_text import Printable
 
     try:
         scenarios = list_scenarios()
@@ -207,7 +238,7 @@ def list_command() -> None:
     for s in scenarios:
         variants = ", ".join(f"{name}{' (default)' if name == s.default_variant else ''}" for name in s.variants)
         table.add_row(s.name, s.summary, variants)
-    Console().print(table)
+    Console().print(Printable(table))
 
 
 @main.command("check")
@@ -230,9 +261,10 @@ def check_command(scenario: str, variant: str | None, device: str, dtype: str | 
         raise click.UsageError("give --steps or --epochs, not both")
     engine = build_engine(scenario, variant, device, dtype, rtol, atol, tf32, patch_file, memory_mb)
     patches = engine_patches(engine)
-    if epochs is not None:
-        steps = epochs * engine.steps_per_epoch
-    result = _run_with_progress(engine, steps if steps is not None else engine.total_steps)
+    result = _run_with_progress(engine, _steps_to_run(engine, steps, epochs))
+    contract = _contract_error(result)
+    if contract is not None and result.steps == 0:
+        _fail(str(contract))  # nothing ran: the scenario is wrong, like a file that does not load
     if as_json:
         from gradstep.report import to_json
 
@@ -243,6 +275,8 @@ def check_command(scenario: str, variant: str | None, device: str, dtype: str | 
         print_report(Console(), engine, result, hex_bits=hex_bits, patches=patches)
     if save_file is not None:
         _save_session(engine, result, save_file)
+    if contract is not None:
+        _fail(str(contract))  # after the report of the steps that ran
     parity = result.parity
     # A function that returned what the contract does not allow is bad input, like a broken file.
     broke_contract = result.error is not None and result.error.broke_contract
@@ -251,8 +285,30 @@ def check_command(scenario: str, variant: str | None, device: str, dtype: str | 
     sys.exit(EXIT_PARITY if parity else EXIT_BAD_INPUT if broke_contract else EXIT_DIVERGED)
 
 
+def _steps_to_run(engine: Any, steps: int | None, epochs: int | None) -> int:
+    """--steps or --epochs, at most the scenario's own (its epochs times its batches), said so when cut."""
+    total = engine.total_steps
+    asked = steps if steps is not None else None if epochs is None else epochs * engine.steps_per_epoch
+    if asked is None:
+        return total
+    if asked > total:
+        what = f"--steps {steps}" if steps is not None else f"--epochs {epochs}"
+        Console(stderr=True, soft_wrap=True).print(
+            f"gradstep: {what} is more than the scenario runs: {total} steps ({engine.scenario.epochs} epoch(s) of "
+            f"{engine.steps_per_epoch}); running those {total}", highlight=False, markup=False)
+    return min(asked, total)
+
+
+def _contract_error(result: Any) -> Any:
+    """The run's error if the scenario itself is wrong (exit 2), else None."""
+    from gradstep.sides import ContractError
+
+    return result.error if isinstance(result.error, ContractError) else None
+
+
 def _save_session(engine: Any, result: Any, path: str) -> None:
     """``check --save``: write the session and say where on stderr (the report owns stdout)."""
+    from gradstep.safe_text import printable
     from gradstep.session_file import SessionFileError, save
 
     try:
@@ -261,9 +317,9 @@ def _save_session(engine: Any, result: Any, path: str) -> None:
         _fail(str(error))
     err = Console(stderr=True, soft_wrap=True)
     for note in saved.notes:
-        err.print(f"session: {note}", highlight=False)
-    err.print(f"session saved to {saved.path} ({saved.size} bytes); reopen it with: gradstep open {saved.path}",
-              highlight=False)
+        err.print(printable(f"session: {note}"), highlight=False, markup=False)
+    err.print(printable(f"session saved to {saved.path} ({saved.size} bytes); reopen it with: "
+                        f"gradstep open {saved.path}"), highlight=False, markup=False)
 
 
 def _release_device_memory() -> None:
@@ -339,6 +395,9 @@ def _run_app(engine: Any, hex_bits: bool, present: bool) -> None:
     except ValueError as error:  # a broken keymap file
         _fail(str(error))
     app.run()
+    code = getattr(app, "return_code", None)
+    if code:  # ended by SIGTERM or SIGHUP: 128 + the signal, as a shell reports it
+        sys.exit(code)
 
 
 def _is_saved_session(target: str) -> bool:
@@ -356,6 +415,7 @@ def _open_recorded(path: str, hex_bits: bool, present: bool, report: str | None)
     divergence, as `check` would have)."""
     from gradstep.recorded import RecordedRun
     from gradstep.report import print_report, to_json
+    from gradstep.safe_text import printable
     from gradstep.session_file import SessionFileError
 
     try:
@@ -363,7 +423,7 @@ def _open_recorded(path: str, hex_bits: bool, present: bool, report: str | None)
     except SessionFileError as error:
         _fail(str(error))
     if report is not None:
-        Console(stderr=True, soft_wrap=True).print(run.describe(), highlight=False)
+        Console(stderr=True, soft_wrap=True).print(printable(run.describe()), highlight=False, markup=False)
         result = run.result()
         patches = engine_patches(run)
         if report == "json":

@@ -16,6 +16,12 @@ Two criteria, both needed for "within tolerance":
 The relative difference is ``|a - b| / max(|a|, |b|)`` (0 when both are 0), so
 it never divides by zero. ULP distances are measured in the lower-precision
 dtype of the two, as the number of representable values between them.
+
+Every comparison of a whole pair — the engine's per-step summary
+(:class:`PairSummarizer`), a pair in full (:func:`compare_tensor`, which the
+report, the first divergence and the app use) — is one pass of the compiled
+kernel in :mod:`gradstep.kernel`. :func:`element_diffs` is the same rule element
+by element, for the few elements a screen shows.
 """
 
 from __future__ import annotations
@@ -25,6 +31,23 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from gradstep.kernel import (
+    INF_A,
+    INF_B,
+    MAX_ABS,
+    MAX_REL,
+    MISMATCH,
+    N_BAD,
+    NAN_A,
+    NAN_B,
+    ROW,
+    SQ_A,
+    SQ_B,
+    SQ_DIFF,
+    WORST,
+    scan_pair,
+)
 
 
 class Status(enum.IntEnum):
@@ -50,7 +73,11 @@ class Tolerance:
 
     rtol: float
     atol: float
-    norm: float = 0.0
+    norm: float = -1.0  # left out: the same as rtol
+
+    def __post_init__(self) -> None:
+        if self.norm < 0:
+            object.__setattr__(self, "norm", float(self.rtol))
 
 
 # torch.testing.assert_close's defaults, elementwise. Normwise: float32's is a few hundred units
@@ -236,53 +263,47 @@ def compare_tensor(
     atol: float | None = None,
     update_of_norm: float | None = None,
     tolerance: Tolerance | None = None,
+    ulp: bool = True,
 ) -> TensorComparison:
     """Compare one pair in full: counts, worst element, NaN/Inf, normwise error, shape and one-sided cases.
 
+    One pass of the comparison kernel (:mod:`gradstep.kernel`), however big the pair.
     ``update_of_norm``: for an update pair, the norm of the weight it changed (its rounding floor);
-    ``tolerance``: the pair's own (a scenario's per-tensor tolerance), instead of ``rtol``/``atol``.
+    ``tolerance``: the pair's own (a scenario's per-tensor tolerance), instead of ``rtol``/``atol``;
+    ``ulp``: also the greatest distance in ULPs (a second pass; the app's list does without).
     """
     if numpy_value is None or torch_value is None:
         return _one_sided(key, numpy_value, torch_value)
     a = np.asarray(numpy_value)
     b = np.asarray(torch_value)
     tol = tolerance if tolerance is not None else tolerance_for(a.dtype, b.dtype, rtol, atol)
-    common = dict(
-        key=key,
-        tolerance=tol,
-        numpy_shape=a.shape,
-        torch_shape=b.shape,
-        numpy_dtype=a.dtype.name,
-        torch_dtype=b.dtype.name,
-        **_nonfinite_counts(a, b),
-    )
-    if a.shape != b.shape:
-        if a.size != b.size:
-            return TensorComparison(status=Status.SHAPE, note=_shape_note(a, b), **common)
-        # Same elements in another shape, e.g. (N,) against (N, 1): compare, and say so.
-        b = b.reshape(a.shape)
+    common = dict(key=key, tolerance=tol, numpy_shape=a.shape, torch_shape=b.shape, numpy_dtype=a.dtype.name,
+                  torch_dtype=b.dtype.name)
+    if a.size != b.size:
+        return TensorComparison(status=Status.SHAPE, note=_shape_note(a, b), **common, **_nonfinite_counts(a, b))
     if a.size == 0:
         return TensorComparison(status=Status.OK, **common)
-    diffs = element_diffs(a, b, tol)
-    flat_worst = int(np.argmax(diffs.score)) if diffs.bad.any() else int(np.argmax(diffs.abs))
-    index = tuple(int(i) for i in np.unravel_index(flat_worst, a.shape))
-    n_bad = int(diffs.bad.sum())
-    norm_error, norm_tol = _normwise(a, b, tol, update_of_norm)
+    row = scan_pair(a, b, tol.rtol, tol.atol)
+    b = b.reshape(a.shape)  # same elements in another shape, e.g. (N,) against (N, 1): compared, and said so
+    index = tuple(int(i) for i in np.unravel_index(int(row[WORST]), a.shape))
+    n_bad = int(row[N_BAD])
+    norm_error, norm_tol = _normwise(row, a.dtype, b.dtype, a.size, tol, update_of_norm)
     status = Status.OK
     if n_bad:
-        status = Status.NONFINITE if _nonfinite_mismatch(a, b) else Status.DIVERGED
+        status = Status.NONFINITE if row[MISMATCH] else Status.DIVERGED
     elif not norm_error <= norm_tol:
         status = Status.DIVERGED
     return TensorComparison(
         status=status,
         size=int(a.size),
         n_bad=n_bad,
-        max_abs=float(diffs.abs.max()),
-        max_rel=float(diffs.rel.max()),
-        max_ulp=float(diffs.ulp.max()),
+        max_abs=float(row[MAX_ABS]),
+        max_rel=float(row[MAX_REL]),
+        max_ulp=max_ulp(a, b) if ulp else 0.0,
         worst_index=index,
         worst_numpy=a[index] if a.ndim else a[()],
         worst_torch=b[index] if b.ndim else b[()],
+        nan_numpy=int(row[NAN_A]), nan_torch=int(row[NAN_B]), inf_numpy=int(row[INF_A]), inf_torch=int(row[INF_B]),
         note="" if a.shape == np.asarray(torch_value).shape else _shape_note(a, np.asarray(torch_value)),
         norm_error=norm_error,
         norm_tolerance=norm_tol,
@@ -290,21 +311,36 @@ def compare_tensor(
     )
 
 
-def _normwise(a: np.ndarray, b: np.ndarray, tol: Tolerance, update_of_norm: float | None) -> tuple[float, float]:
-    """The pair's normwise error and tolerance (NaN/Inf anywhere: not judged normwise, 0 against its tolerance)."""
-    a64, b64 = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    with np.errstate(invalid="ignore", over="ignore"):
-        sq_a, sq_b = float(a64 @ a64), float(b64 @ b64)
-        d = a64 - b64
-        sq_diff = float(d @ d)
+def _normwise(row: np.ndarray, dtype_a: np.dtype, dtype_b: np.dtype, size: int, tol: Tolerance,
+              update_of_norm: float | None) -> tuple[float, float]:
+    """The pair's normwise error and tolerance, from its summary row's sums of squares.
+
+    NaN/Inf anywhere: not judged normwise (0 against its tolerance); the elementwise pass and the NaN/Inf
+    counts say what is wrong. Subnormal throughout: no relative precision to judge, likewise.
+    """
+    sq_a, sq_b, sq_diff = float(row[SQ_A]), float(row[SQ_B]), float(row[SQ_DIFF])
     if not (math.isfinite(sq_a) and math.isfinite(sq_b) and math.isfinite(sq_diff)):
-        return 0.0, tol.norm  # the elementwise pass and the NaN/Inf counts say what is wrong
-    dtype = lower_precision(np.asarray(a).dtype, np.asarray(b).dtype)
+        return 0.0, tol.norm
+    dtype = lower_precision(dtype_a, dtype_b)
     scale = math.sqrt(max(sq_a, sq_b))
-    if scale <= smallest_norm(dtype, a64.size):
-        return 0.0, tol.norm  # subnormal throughout: no relative precision to judge
+    if scale <= smallest_norm(dtype, size):
+        return 0.0, tol.norm
     norm_tol = normwise_tolerance(tol, dtype, update_of_norm, scale)
     return normwise_error(sq_diff, sq_a, sq_b), norm_tol
+
+
+def max_ulp(a: np.ndarray, b: np.ndarray) -> float:
+    """The greatest ULP distance of the pair (same shape), a bounded chunk at a time."""
+    dtype = lower_precision(a.dtype, b.dtype)
+    flat_a, flat_b = a.reshape(-1), b.reshape(-1)  # a view where it can be; else one copy of that side
+    worst = 0.0
+    for start in range(0, flat_a.size, _ULP_CHUNK):
+        part = slice(start, start + _ULP_CHUNK)
+        worst = max(worst, float(ulp_distance(flat_a[part], flat_b[part], dtype).max()))
+    return worst
+
+
+_ULP_CHUNK = 1 << 16
 
 
 def smallest_norm(dtype: np.dtype, size: int) -> float:
@@ -344,20 +380,13 @@ def _nonfinite_counts(a: np.ndarray, b: np.ndarray) -> dict[str, int]:
     return dict(nan_numpy=nan_a, nan_torch=nan_b, inf_numpy=inf_a, inf_torch=inf_b)
 
 
-def _nonfinite_mismatch(a: np.ndarray, b: np.ndarray) -> bool:
-    """Is there an element that is finite on one side and not on the other?"""
-    fa = np.isfinite(np.asarray(a, dtype=np.float64))
-    fb = np.isfinite(np.asarray(b, dtype=np.float64))
-    return bool((fa != fb).any())
-
-
 def _shape_note(a: np.ndarray, b: np.ndarray) -> str:
     return f"shapes differ: numpy {a.shape}, torch {b.shape}"
 
 
 @dataclass(frozen=True)
 class StepSummary:
-    """Per-key worst differences of one step, computed in one vectorised pass."""
+    """Per-pair worst differences of one step, from the comparison kernel's rows."""
 
     max_abs: np.ndarray  # float64, one per key
     max_rel: np.ndarray
@@ -366,6 +395,15 @@ class StepSummary:
     sq_a: np.ndarray | None = None  # sums of squares, for the normwise error
     sq_b: np.ndarray | None = None
     sq_diff: np.ndarray | None = None
+
+    rows: np.ndarray | None = None  # the kernel's summary rows the figures came from
+
+    @classmethod
+    def of(cls, rows: np.ndarray) -> StepSummary:
+        """The figures of the kernel's summary rows (max_rel's 0/0 of all-zero pairs is 0 there already)."""
+        nonfinite = rows[:, NAN_A:INF_B + 1].sum() if len(rows) else 0
+        return cls(rows[:, MAX_ABS].copy(), rows[:, MAX_REL].copy(), rows[:, N_BAD].astype(np.int64),
+                   bool(nonfinite == 0), rows[:, SQ_A].copy(), rows[:, SQ_B].copy(), rows[:, SQ_DIFF].copy(), rows)
 
     def norm_errors(self) -> np.ndarray:
         """``||a - b|| / max(||a||, ||b||)`` per pair (0 where both are 0; NaN where not finite)."""
@@ -393,85 +431,37 @@ class StepSummary:
 
 
 class PairSummarizer:
-    """Worst absolute and relative difference and out-of-tolerance count per pair.
+    """The summary rows of a step's pairs: one kernel pass each, written into a table made once.
 
-    Made once for a fixed list of pair sizes and reused every step: all pairs
-    are flattened into one float64 vector per side so a step costs a handful
-    of NumPy calls rather than a handful per tensor, and every intermediate
-    lives in a preallocated buffer, because fresh arrays above glibc's mmap
-    threshold (128 KiB) cost page faults that dwarf the arithmetic.
+    Each pair is read where it lies (no concatenation, no float64 copy); a step
+    costs one call per pair. ``summarize`` can take a subset of the pairs (a
+    local re-run judges only those out of tolerance free-running).
     """
 
-    def __init__(self, sizes: list[int], tolerances: list[Tolerance], workspace: PairSummarizer | None = None):
-        """``workspace``: a summarizer of at least as many elements whose buffers this one borrows
-        (one that summarizes a subset of its pairs, never at the same time as it)."""
+    def __init__(self, sizes: list[int], tolerances: list[Tolerance]):
+        """``sizes``: the pairs' element counts; ``tolerances``: each pair's."""
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.tolerances = list(tolerances)
-        total = int(self.sizes.sum())
-        self.rtol, self.atol = _tolerance_vectors(self.sizes, tolerances)
-        self._nonempty = self.sizes > 0
-        self._starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])[self._nonempty]
-        if workspace is not None and workspace._a.size >= total:
-            self._a, self._b, self._diff, self._tmp, self._bad = (
-                buffer[:total] for buffer in (workspace._a, workspace._b, workspace._diff, workspace._tmp,
-                                              workspace._bad))
-        else:
-            self._a, self._b, self._diff, self._tmp = (np.empty(total) for _ in range(4))
-            self._bad = np.empty(total, dtype=bool)
+        self._rtol = [float(t.rtol) for t in tolerances]
+        self._atol = [float(t.atol) for t in tolerances]
 
     def matches(self, sizes: list[int]) -> bool:
         return len(sizes) == len(self.sizes) and bool(np.all(self.sizes == sizes))
 
-    def summarize(self, numpy_values: list[np.ndarray], torch_values: list[np.ndarray]) -> StepSummary:
-        n = len(self.sizes)
-        max_abs, max_rel, n_bad = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
-        sq_a, sq_b, sq_diff = np.zeros(n), np.zeros(n), np.zeros(n)
-        if not self._starts.size:
-            return StepSummary(max_abs, max_rel, n_bad, True, sq_a, sq_b, sq_diff)
-        a, b, diff, tmp, bad = self._a, self._b, self._diff, self._tmp, self._bad
-        np.concatenate([v.reshape(-1) for v in numpy_values], out=a, casting="unsafe")
-        np.concatenate([v.reshape(-1) for v in torch_values], out=b, casting="unsafe")
-        ne = self._nonempty
-        with np.errstate(invalid="ignore", over="ignore"):
-            np.subtract(a, b, out=diff)
-            np.abs(diff, out=diff)
-            sq_diff[ne] = np.add.reduceat(np.square(diff, out=tmp), self._starts)
-            sq_a[ne] = np.add.reduceat(np.square(a, out=tmp), self._starts)
-            sq_b[ne] = np.add.reduceat(np.square(b, out=tmp), self._starts)
-            np.abs(a, out=tmp)
-            np.abs(b, out=a)  # a is not needed any more: reuse it for |b|
-            np.maximum(tmp, a, out=tmp)  # magnitude
-            np.multiply(tmp, self.rtol, out=a)
-            np.add(a, self.atol, out=a)
-            np.greater(diff, a, out=bad)
-            # The relative difference: NaN only for 0/0 (both sides 0: diff > 0 means magnitude > 0),
-            # which fmax passes over. Cheaper than dividing by max(magnitude, tiny): comparing with a
-            # subnormal constant is slow on most CPUs.
-            np.divide(diff, tmp, out=tmp)
-        max_abs[ne] = np.maximum.reduceat(diff, self._starts)
-        max_rel[ne] = np.fmax.reduceat(tmp, self._starts)
-        # NaN only where a pair is all zeros on both sides (0/0). Not np.nan_to_num: on a few dozen
-        # pairs it costs ~12 µs a call, and it would also clip infinities, which the exact pass redoes.
-        max_rel[np.isnan(max_rel)] = 0.0
-        if bad.any():  # counting costs more than the test: most steps of most runs have nothing out
-            n_bad[ne] = np.add.reduceat(bad, self._starts)
-        finite = True
-        if not np.isfinite(max_abs).all():
-            # Rare: a NaN or Inf on either side makes its pair's difference NaN or Inf. Redo
-            # those pairs exactly, where equal infinities and NaN against NaN agree.
-            finite = self._exact_nonfinite(numpy_values, torch_values, max_abs, max_rel, n_bad)
-        return StepSummary(max_abs, max_rel, n_bad, finite, sq_a, sq_b, sq_diff)
+    def summarize(self, numpy_values: list[np.ndarray], torch_values: list[np.ndarray],
+                  pairs: list[int] | None = None, carried: dict[int, np.ndarray] | None = None) -> StepSummary:
+        """Rows of the pairs (``pairs``: which of this summarizer's, in the order of the values given).
 
-    def _exact_nonfinite(self, numpy_values, torch_values, max_abs, max_rel, n_bad) -> bool:
-        """Exact figures for the pairs whose fast ones are not finite; False if any value is NaN/Inf."""
-        finite = True
-        for i in np.flatnonzero(~np.isfinite(max_abs)):
-            a, b = np.ravel(numpy_values[i]), np.ravel(torch_values[i])
-            d = element_diffs(a, b, self.tolerances[i])
-            max_abs[i], max_rel[i], n_bad[i] = d.abs.max(), d.rel.max(), int(d.bad.sum())
-            finite = finite and bool(np.isfinite(a).all() and np.isfinite(b).all())
-        return finite
-
+        ``carried``: rows already known (a pair equal to one summarized before), by position in ``pairs``.
+        """
+        chosen = range(len(numpy_values)) if pairs is None else pairs
+        rows = np.empty((len(numpy_values), ROW))
+        for position, (i, a, b) in enumerate(zip(chosen, numpy_values, torch_values, strict=True)):
+            if carried is not None and position in carried:
+                rows[position] = carried[position]
+            else:
+                scan_pair(a, b, self._rtol[i], self._atol[i], rows[position])
+        return StepSummary.of(rows)
 
 
 def summarize_pairs(
@@ -480,13 +470,3 @@ def summarize_pairs(
     """One-off :class:`PairSummarizer` run, for callers that do not step."""
     sizes = [int(np.size(v)) for v in numpy_values]
     return PairSummarizer(sizes, tolerances).summarize(numpy_values, torch_values)
-
-
-def _tolerance_vectors(sizes: np.ndarray, tolerances: list[Tolerance]) -> tuple[np.ndarray | float, np.ndarray | float]:
-    """Per-element rtol/atol, or plain scalars when every pair shares one tolerance."""
-    if not tolerances or all(t == tolerances[0] for t in tolerances):
-        first = tolerances[0] if tolerances else EXACT
-        return first.rtol, first.atol
-    rtol = np.repeat([t.rtol for t in tolerances], sizes)
-    atol = np.repeat([t.atol for t in tolerances], sizes)
-    return rtol, atol

@@ -43,7 +43,7 @@ from gradstep.compare import (
 )
 from gradstep.referee import Judgement, RefereeReport, TorchStart, judge
 from gradstep.scenario import Scenario, set_position
-from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, mapping_error
+from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, call, check_data, mapping_error
 from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace
 
 _DIVERGING = Status.SHAPE  # SHAPE, NONFINITE and DIVERGED count as divergences
@@ -134,9 +134,17 @@ class Lockstep:
     def position(self, step: int) -> tuple[int, int]:
         return divmod(step, self.steps_per_epoch)
 
+    def batch(self, epoch: int, index: int) -> Any:
+        """The scenario's minibatch: what its ``data.batch`` raises or returns wrong is its error, at its step."""
+        try:
+            return call("scenario", "data.batch", self.data.batch, epoch, index)
+        except ScenarioError as error:
+            error.step = epoch * self.steps_per_epoch + index
+            raise
+
     def step(self, step: int) -> StepRecord:
         epoch, index = set_position(self.hp, step, self.steps_per_epoch)
-        batch = self.data.batch(epoch, index)
+        batch = self.batch(epoch, index)
         try:
             numpy_step = self._first_numpy_step if self.numpy_draws_random is None else self.numpy.step
             numpy_out = numpy_step(batch)
@@ -167,7 +175,7 @@ class Lockstep:
     def advance(self, step: int) -> None:
         """Run ``step`` on both sides recording nothing (replays; metrics are not needed there)."""
         epoch, index = set_position(self.hp, step, self.steps_per_epoch)
-        batch = self.data.batch(epoch, index)
+        batch = self.batch(epoch, index)
         try:
             self.numpy.advance(batch)
             self.torch.advance(batch)
@@ -176,19 +184,20 @@ class Lockstep:
             raise
 
     def local_step(self, record: StepRecord) -> dict[str, np.ndarray]:
-        """The NumPy step re-run from the torch side's weights at the start of ``record``."""
+        """The NumPy step re-run from the torch side's weights at the start of ``record`` (and from torch's
+        optimizer state, where the scenario maps it: ``Scenario.state_from_torch``)."""
         start = {}
         for name in self.numpy_weight_names(record):
             numpy_w = record.numpy[keys.before(name)]
             torch_w = record.torch.get(keys.before(name))
             start[name] = numpy_w if torch_w is None else np.asarray(torch_w).astype(numpy_w.dtype)
         set_position(self.hp, record.step, self.steps_per_epoch)
-        batch = self.data.batch(record.epoch, record.index)
+        batch = self.batch(record.epoch, record.index)
         # The re-run must not shift the NumPy side's random stream, if it draws from one:
         # saving the generator costs more than the step itself, so only then.
         rng = np.random.get_state() if self.numpy_draws_random is not False else None
         try:
-            return self.numpy.step(batch, weights=start)
+            return self.numpy.step(batch, weights=start, state=self.torch.state_for_numpy)
         except ScenarioError as error:
             error.step = record.step
             raise
@@ -223,10 +232,10 @@ class Lockstep:
 
 
 def _call_setup(what: str, fn: Callable[..., Any], hp: Any) -> Any:
-    try:
-        return fn(hp)
-    except Exception as error:
-        raise ScenarioError("scenario", what, error) from error
+    value = call("scenario", what, fn, hp)  # its exceptions, sys.exit too, are the scenario's error
+    if what == "data":
+        check_data(fn, value)
+    return value
 
 
 class Engine:
@@ -418,7 +427,10 @@ class Engine:
         judged = [plan.compared_keys[i] for i in pairs]
         started = time.perf_counter()
         with rng_preserved():
-            report = judge(self.scenario, self.live.hp, self.live.data, record, self.live.numpy.state_before,
+            # The NumPy side starts from torch's state where the scenario maps it (as the local re-run does).
+            numpy_state = self.live.torch.state_for_numpy
+            numpy_state = self.live.numpy.state_before if numpy_state is None else numpy_state
+            report = judge(self.scenario, self.live.hp, self.live.data, record, numpy_state,
                            lambda: self._torch_start(record.step), judged, self.live.torch.retain,
                            {k: self.live.phase_of(k) for k in plan.keys})
         self.referee_runs += 1
@@ -630,9 +642,11 @@ class _StepPlan:
         self.compared_keys = [self.keys[i] for i in compared]
         self._normwise_plan(record, tolerances)
         self.summarizer = PairSummarizer(sizes, tolerances)
-        self._sizes, self._tolerances = sizes, tolerances
-        # Per set of pairs out of tolerance; a drifting run meets many sets, so only the latest few.
-        self._subset_summarizers: OrderedDict[bytes, tuple[list[str], PairSummarizer]] = OrderedDict()
+        # "before w" is the array the last step left as "after w", on both sides: its row is that one's.
+        position = {k: i for i, k in enumerate(self.compared_keys)}
+        self._after_of_before = {i: position[keys.after(keys.base_name(k))] for i, k in enumerate(self.compared_keys)
+                                 if k.startswith("before ") and keys.after(keys.base_name(k)) in position}
+        self._last: tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray] | None = None
         inputs = set(live.data.batch(record.epoch, record.index))
         self._direct_always = np.array([k in inputs for k in self.compared_keys], dtype=bool)
         self._direct_first = self._direct_always | np.array([k.startswith("before ") for k in self.compared_keys])
@@ -678,26 +692,34 @@ class _StepPlan:
     def fits(self, record: StepRecord) -> bool:
         return _signature(record) == self.signature
 
-    def summarize(self, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]):
-        return self.summarizer.summarize(
-            [numpy_side[k] for k in self.compared_keys], [torch_side[k] for k in self.compared_keys]
-        )
+    def summarize(self, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]) -> StepSummary:
+        """Every compared pair of a free-running step; a weight's "before" row carried from the last "after"."""
+        summary = self.summarizer.summarize([numpy_side[k] for k in self.compared_keys],
+                                            [torch_side[k] for k in self.compared_keys],
+                                            carried=self._carried(numpy_side, torch_side))
+        afters = {k: (numpy_side[k], torch_side[k]) for k in self.compared_keys if k.startswith("after ")}
+        self._last = (afters, summary.rows)
+        return summary
 
-    def summarize_subset(self, mask: np.ndarray, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]):
-        """Like ``summarize`` for the compared pairs selected by ``mask`` (a summarizer cached per mask)."""
-        cache_key = mask.tobytes()
-        if cache_key in self._subset_summarizers:
-            self._subset_summarizers.move_to_end(cache_key)
-        else:
-            picked = np.flatnonzero(mask)
-            names = [self.compared_keys[i] for i in picked]
-            summarizer = PairSummarizer([self._sizes[i] for i in picked], [self._tolerances[i] for i in picked],
-                                        workspace=self.summarizer)
-            self._subset_summarizers[cache_key] = (names, summarizer)
-            if len(self._subset_summarizers) > _SUBSET_SUMMARIZERS:
-                self._subset_summarizers.popitem(last=False)
-        names, summarizer = self._subset_summarizers[cache_key]
-        return summarizer.summarize([numpy_side[k] for k in names], [torch_side[k] for k in names])
+    def _carried(self, numpy_side: dict[str, np.ndarray], torch_side: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+        """Rows of "before" pairs that are, on both sides, the very arrays the last step's "after" were."""
+        if self._last is None:
+            return {}
+        afters, rows = self._last
+        carried = {}
+        for i, j in self._after_of_before.items():
+            last = afters.get(self.compared_keys[j])
+            key = self.compared_keys[i]
+            if last is not None and numpy_side[key] is last[0] and torch_side[key] is last[1]:
+                carried[i] = rows[j]
+        return carried
+
+    def summarize_subset(self, mask: np.ndarray, numpy_side: dict[str, np.ndarray],
+                         torch_side: dict[str, np.ndarray]) -> StepSummary:
+        """Like ``summarize`` for the compared pairs selected by ``mask`` (a local re-run's)."""
+        picked = [int(i) for i in np.flatnonzero(mask)]
+        names = [self.compared_keys[i] for i in picked]
+        return self.summarizer.summarize([numpy_side[k] for k in names], [torch_side[k] for k in names], picked)
 
     def direct_at(self, step: int) -> np.ndarray:
         """Pairs compared directly at ``step``: inputs always, initial weights at step 0."""
@@ -711,7 +733,6 @@ class _StepPlan:
 
 _PHASE_RANK = {p: i for i, p in enumerate(keys.PHASES)}
 _REFEREE_REPORTS = 64  # the latest steps' referee reports kept (the first divergence's is in it)
-_SUBSET_SUMMARIZERS = 8  # kept per step plan: each holds its own per-element tolerances when they differ
 
 
 def _signature(record: StepRecord) -> tuple:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 
+from gradstep.safe_text import printable
 from gradstep.scenario import DTYPES, Data, NumpySide, Scenario, TorchSide, Variant
 
 REQUIRED_VARIANTS = ("as-posted", "fixed")
@@ -66,10 +67,16 @@ def load_scenario(name_or_path: str, variant: str | None = None) -> Scenario:
     path = resolve(name_or_path)
     module = _import_file(path)
     scenario = _scenario_of(module, path)
-    scenario = dataclasses.replace(scenario, source_path=str(path))
+    # Its names are shown on the terminal: escaped, like any text from a file (safe_text).
+    scenario = dataclasses.replace(scenario, source_path=str(path), name=printable(scenario.name),
+                                   summary=printable(scenario.summary, lines=True),
+                                   notes=printable(scenario.notes, lines=True))
     if variant is not None and variant not in scenario.variants:
         known = ", ".join(scenario.variants)
-        raise LoadError(f"scenario {scenario.name!r} has no variant {variant!r} (variants: {known})", str(path))
+        close = difflib.get_close_matches(variant, list(scenario.variants), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise LoadError(f"scenario {scenario.name!r} has no variant {variant!r} (variants: {known}){hint}",
+                        str(path))
     return scenario.with_variant(variant)
 
 
@@ -91,7 +98,7 @@ def _import_file(path: Path) -> ModuleType:
         raise
     except SyntaxError as error:
         raise LoadError(f"syntax error: {error.msg}", str(path), error.lineno) from error
-    except Exception as error:  # the file is user code: anything can come out
+    except (Exception, SystemExit) as error:  # the file is user code: anything can come out, sys.exit too
         sys.modules.pop(module_name, None)
         line = _line_in(path, error)
         raise LoadError(f"{type(error).__name__} while running the file: {_message(error)}", str(path), line) from error

@@ -28,7 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from gradstep.atomic import write_text_atomically
+from gradstep.safe_text import printable
 from gradstep.scenario import Scenario, set_position
+from gradstep.stoppable import error_words
 
 # What can be patched: the formulas a user suspects. (side field -> what it does)
 TARGETS: dict[str, str] = {
@@ -58,6 +61,7 @@ class PatchError(Exception):
 
     def __init__(self, message: str, line: int | None = None):
         self.line = line
+        message = printable(message, lines=True)  # it quotes the user's exceptions, shown on the terminal
         super().__init__(f"line {line}: {message}" if line else message)
 
 
@@ -106,7 +110,7 @@ def source_of(scenario: Scenario, target: str, patches: PatchSet | None = None) 
     if getattr(fn, "__name__", "") == "<lambda>":
         return _lambda_as_def(fn, target)
     try:
-        return textwrap.dedent(inspect.getsource(fn))
+        return printable(textwrap.dedent(inspect.getsource(fn)), lines=True)
     except (OSError, TypeError):
         return f"# the source of {getattr(fn, '__name__', target)} is not available\n"
 
@@ -125,6 +129,20 @@ def _lambda_as_def(fn: Callable[..., Any], target: str) -> str:
     return f"# the source of this lambda ({name}) is not available\n"
 
 
+def source_row(scenario: Scenario, target: str, file: str | None, line: int | None) -> int | None:
+    """The row (from 0) of ``file``'s line ``line`` in ``target``'s own source, as the editor opens it; None when
+    the function is not in that file or does not span that line (a diagnosis may point into a helper)."""
+    if not file or not line or target not in TARGETS:
+        return None
+    fn = current_function(scenario, target)
+    try:
+        lines, start = inspect.getsourcelines(fn)
+        same = Path(inspect.getsourcefile(fn) or "").resolve() == Path(file).resolve()
+    except (OSError, TypeError):
+        return None
+    return line - start if same and start <= line < start + len(lines) else None
+
+
 def compile_patch(scenario: Scenario, patch: Patch) -> Callable[..., Any]:
     """Compile ``patch.source`` in the scenario's namespace and return the function it defines."""
     original = current_function(scenario, patch.target)
@@ -138,8 +156,8 @@ def compile_patch(scenario: Scenario, patch: Patch) -> Callable[..., Any]:
     namespace = dict(getattr(original, "__globals__", {}))
     try:
         exec(compile(tree, f"<patch {patch.target}>", "exec"), namespace)  # the user's own code, by design
-    except Exception as error:
-        raise PatchError(f"{type(error).__name__} while defining the patch: {error}", _patch_line(error)) from error
+    except (Exception, SystemExit) as error:
+        raise PatchError(f"while defining the patch: {error_words(error)}", patch_line(error)) from error
     # The function named like the original, else the last one defined.
     names = [d.name for d in defs]
     chosen = original.__name__ if original.__name__ in names else names[-1]
@@ -155,7 +173,7 @@ def patched_scenario(scenario: Scenario, patches: list[Patch]) -> Scenario:
     return scenario
 
 
-def _patch_line(error: BaseException) -> int | None:
+def patch_line(error: BaseException) -> int | None:
     """The line inside the patch where ``error`` was raised, if it was raised there."""
     tb = error.__traceback__
     line = None
@@ -216,8 +234,8 @@ def _run_patched(runner: Callable[..., Any], engine: Any, step: int, name: str, 
         return runner(engine, step, name, fn)
     except PatchError:
         raise
-    except Exception as error:
-        raise PatchError(f"{type(error).__name__}: {error}", _patch_line(error)) from error
+    except (Exception, SystemExit) as error:  # sys.exit, or os._exit in the app, ends the check, not gradstep
+        raise PatchError(error_words(error), patch_line(error)) from error
 
 
 def _numpy_probe(engine: Any, step: int, name: str, fn: Callable[..., Any]) -> Any:
@@ -390,44 +408,83 @@ class PatchSet:
 
 
 _MARKER = "# --- gradstep patch: "
+_KEPT_MARKER = "# --- gradstep patch, kept (not in force): "
 _HEADER = (
     "# gradstep patches for scenario {name!r}, variant {variant!r}.\n"
     "# Plain Python: each section replaces one function. Re-apply with --patch FILE.\n"
 )
+_KEPT_HEADER = (
+    "# Sections marked 'kept' are not in force (undone, reset, replaced, or from an earlier session):\n"
+    "# --patch skips them. They are here so that no patch once applied is lost.\n"
+)
+_DRAFTS_HEADER = (
+    "# gradstep drafts for scenario {name!r}, variant {variant!r}: text typed in the patch editor, not applied.\n"
+    "# The debugger reopens them in its editor; --patch never applies this file's sections.\n"
+)
 
 
-def dumps(patches: list[Patch], scenario: Scenario) -> str:
+@dataclass(frozen=True)
+class PatchFile:
+    """A patch file's sections: the patches in force (what --patch applies) and the ones kept beside them."""
+
+    in_force: list[Patch]
+    kept: list[Patch]
+
+
+def dumps(patches: list[Patch], scenario: Scenario, kept: list[Patch] = ()) -> str:
     parts = [_HEADER.format(name=scenario.name, variant=scenario.variant)]
+    if kept:
+        parts.append(_KEPT_HEADER)
     for patch in patches:
         parts.append(f"\n{_MARKER}{patch.target} ---\n{patch.source.rstrip()}\n")
+    for patch in kept:
+        parts.append(f"\n{_KEPT_MARKER}{patch.target} ---\n{patch.source.rstrip()}\n")
     return "".join(parts)
 
 
-def loads(text: str) -> list[Patch]:
-    """The patches of a patch file, in order (the latest for a target wins when applied)."""
-    patches: list[Patch] = []
-    current: str | None = None
+def parse(text: str) -> PatchFile:
+    """The sections of a patch file, in order (the latest in force for a target wins when applied)."""
+    sections: list[tuple[bool, Patch]] = []
+    current: tuple[bool, str] | None = None
     lines: list[str] = []
+
+    def close() -> None:
+        if current is not None:
+            source = printable("\n".join(lines).strip("\n"), lines=True) + "\n"  # escapes mean the same in strings
+            sections.append((current[0], Patch(current[1], source)))
+
     for line in text.splitlines():
-        if line.startswith(_MARKER):
+        marker = _MARKER if line.startswith(_MARKER) else _KEPT_MARKER if line.startswith(_KEPT_MARKER) else None
+        if marker is None:
             if current is not None:
-                patches.append(Patch(current, "\n".join(lines).strip("\n") + "\n"))
-            current = line[len(_MARKER):].removesuffix("---").strip()
-            if current not in TARGETS:
-                raise PatchError(f"unknown patch target {current!r} in the patch file")
-            lines = []
-        elif current is not None:
-            lines.append(line)
-    if current is not None:
-        patches.append(Patch(current, "\n".join(lines).strip("\n") + "\n"))
-    return patches
+                lines.append(line)
+            continue
+        close()
+        target = line[len(marker):].removesuffix("---").strip()
+        if target not in TARGETS:
+            raise PatchError(f"unknown patch target {target!r} in the patch file")
+        current, lines = (marker == _MARKER, target), []
+    close()
+    return PatchFile([p for force, p in sections if force], [p for force, p in sections if not force])
+
+
+def loads(text: str) -> list[Patch]:
+    """The patches in force of a patch file, in order (the latest for a target wins when applied)."""
+    return parse(text).in_force
+
+
+def read_file(path: str | Path) -> PatchFile:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise PatchError(f"cannot read patch file {path}: it is not UTF-8 text") from error
+    except OSError as error:
+        raise PatchError(f"cannot read patch file {path}: {error.strerror or error}") from error
+    return parse(text)
 
 
 def load_file(path: str | Path) -> list[Patch]:
-    try:
-        return loads(Path(path).read_text())
-    except OSError as error:
-        raise PatchError(f"cannot read patch file {path}: {error.strerror}") from error
+    return read_file(path).in_force
 
 
 def default_patch_file(scenario: Scenario) -> Path:
@@ -437,11 +494,22 @@ def default_patch_file(scenario: Scenario) -> Path:
     return base / "gradstep" / "patches" / f"{safe}.py"
 
 
-def save(patches: PatchSet, scenario: Scenario, path: Path | None = None) -> Path:
-    """Write the patches in force, atomically (a crash never leaves half a file)."""
-    path = path or default_patch_file(scenario)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(dumps(list(patches.in_force().values()), scenario))
-    tmp.replace(path)
-    return path
+def save(patches: PatchSet, scenario: Scenario, path: Path | None = None, kept: list[Patch] = ()) -> Path:
+    """Write the patches in force, and ``kept`` after them, atomically (a crash never leaves half a file).
+
+    A symlink is written through; a path that is not a regular file is refused (``NotARegularFile``).
+    """
+    return write_text_atomically(path or default_patch_file(scenario),
+                                 dumps(list(patches.in_force().values()), scenario, kept))
+
+
+def drafts_file(patch_file: Path) -> Path:
+    """Where the editor's unapplied text is kept as it is typed: beside the patch file."""
+    return patch_file.with_name(f"{patch_file.name.removesuffix('.py')}.drafts.py")
+
+
+def dumps_drafts(drafts: Mapping[str, str], scenario: Scenario) -> str:
+    parts = [_DRAFTS_HEADER.format(name=scenario.name, variant=scenario.variant)]
+    for target, text in drafts.items():
+        parts.append(f"\n{_MARKER}{target} ---\n{text.rstrip()}\n")
+    return "".join(parts)

@@ -7,6 +7,7 @@ stored value at full precision, never a print option's truncation.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from rich.text import Text
 from gradstep.compare import Status, TensorComparison
 from gradstep.engine import Engine, RunResult
 from gradstep.numfmt import fmt, fmt_array, json_number
+from gradstep.safe_text import Printable
 
 MARKS = {
     Status.OK: ("✓", "green"),
@@ -365,7 +367,7 @@ def _maybe(value: Any, hex_bits: bool) -> str:
 
 
 def print_report(console: Console, engine: Engine, result: RunResult, **kwargs: Any) -> None:
-    console.print(render(engine, result, **kwargs))
+    console.print(Printable(render(engine, result, **kwargs)))  # names and messages from files, escaped
 
 
 # ---- JSON ------------------------------------------------------------------
@@ -505,8 +507,9 @@ def diagnosis_text(engine: Engine, result: RunResult) -> Text:
     if not any(f.step == d.step and f.tensors for f in findings):
         text.append(f"no rule explains the divergence in {d.tensor} itself; other findings:\n")
     for rank, f in enumerate(findings, 1):
+        at = f"{Path(f.file).name}:{f.line}" if f.file and f.line else None
         where = ", ".join(str(x) for x in (f"step {f.step}" if f.step is not None else None, f.tensor,
-                                            _side_words(f.side), f.function) if x)
+                                            _side_words(f.side), f.function, at) if x)
         text.append(f"{rank}. [{f.confidence_label} {f.confidence:.2f}] {f.rule}", style="bold")
         text.append(f" — {where}\n")
         text.append(f"   {f.cause}\n")

@@ -40,6 +40,7 @@ This module must not import torch: loading and listing scenarios stays cheap.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -332,6 +333,7 @@ def _where(fn: Callable[..., Any]) -> str:
     return f"{name} ({code.co_filename}:{code.co_firstlineno}) " if code is not None else f"{name} "
 
 
+@functools.lru_cache(maxsize=256)  # asked every step of a run: inspect.signature costs ~20 µs a call
 def takes(fn: Callable[..., Any], count: int) -> bool:
     """Whether ``fn`` can be called with ``count`` positional arguments (how optional arguments are offered)."""
     try:
@@ -389,6 +391,10 @@ class Scenario:
     rtol: float | None = None
     atol: float | None = None
     tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # Optional: torch's optimizer state at the start of a step as the NumPy update's ``state`` dict,
+    # state_from_torch(model, optimizer, torch_state, hp) -> dict (momentum buffers, Adam moments, in NumPy's
+    # names and layout), so the local re-run starts from torch's state as it starts from torch's weights.
+    state_from_torch: Callable[..., dict] | None = None
     notes: str = ""
     # Filled in by the loader: the file it came from and the variant in force.
     source_path: str = ""

@@ -34,6 +34,7 @@ from gradstep.diagnosis import Finding
 from gradstep.engine import TORCH_DTYPES, Divergence, Drift, RunResult
 from gradstep.patch import TARGETS, Patch
 from gradstep.referee import Judgement
+from gradstep.safe_text import shown
 from gradstep.session_tree import Decoder, Encoder, TreeError
 from gradstep.session_window import RecordedWindow, WindowError, pack_window
 from gradstep.session_zip import SUFFIX, ArchiveError, ArchiveReader, ArchiveWriter, looks_like_session
@@ -289,13 +290,13 @@ def _statuses_of_format_1(tree: Any) -> Any:
 
 def _check_format(manifest: dict[str, Any]) -> int:
     if manifest.get("format") != FORMAT:
-        raise _Invalid(f"not a gradstep session: its manifest's format is {manifest.get('format')!r}, "
+        raise _Invalid(f"not a gradstep session: its manifest's format is {shown(manifest.get('format'))}, "
                        f"not {FORMAT!r}")
     version = manifest.get("format_version")
     if type(version) is not int or version < 1:
-        raise _Invalid(f"its format_version is {version!r}, not a version number")
+        raise _Invalid(f"its format_version is {shown(version)}, not a version number")
     if version > FORMAT_VERSION:
-        raise _Invalid(f"made by a newer gradstep: format {version}, this one reads up to {FORMAT_VERSION}")
+        raise _Invalid(f"made by a newer gradstep: format {shown(version)}, this one reads up to {FORMAT_VERSION}")
     return version
 
 
@@ -338,13 +339,13 @@ def _need(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
 
 def _int(value: Any, what: str, low: int = 0, high: int | None = None) -> int:
     if type(value) is not int or value < low or (high is not None and value >= high):
-        raise _Invalid(f"{what} is {value!r}, not a whole number in range")
+        raise _Invalid(f"{what} is {shown(value)}, not a whole number in range")
     return value
 
 
 def _optional_float(value: Any, what: str) -> float | None:
     if value is not None and (type(value) not in (int, float)):
-        raise _Invalid(f"{what} is {value!r}, not a number")
+        raise _Invalid(f"{what} is {shown(value)}, not a number")
     return value
 
 
@@ -463,7 +464,7 @@ def _final_state(value: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _result(r: dict[str, Any], steps: int) -> dict[str, Any]:
     if r.get("stopped") not in STOPPED:
-        raise _Invalid(f"result stopped is {r.get('stopped')!r}")
+        raise _Invalid(f"result stopped is {shown(r.get('stopped'))}")
     d = r.get("first_divergence")
     if d is not None:
         _need(d, Divergence, "result first_divergence")

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from gradstep.safe_text import shown
+
 Put = Callable[[np.ndarray], str]
 Get = Callable[[str], np.ndarray]
 
@@ -166,13 +168,13 @@ class Decoder:
         if tag is None:
             return {k: self.decode(v, f"{path}.{k}", depth + 1) for k, v in tree.items()}
         if tag not in _SPECIAL:
-            raise TreeError(f"{path}: unknown tag {tag!r}")
+            raise TreeError(f"{path}: unknown tag {shown(tag)}")
         return getattr(self, "_" + tag[1:])(tree, path, depth + 1)
 
     def _float(self, tree: dict, path: str, depth: int) -> float:
         name = tree["$float"]
         if name not in _FLOATS:
-            raise TreeError(f"{path}: {name!r} is not nan, inf or -inf")
+            raise TreeError(f"{path}: {shown(name)} is not nan, inf or -inf")
         return _FLOATS[name]
 
     def _tuple(self, tree: dict, path: str, depth: int) -> tuple:
@@ -185,7 +187,7 @@ class Decoder:
                 raise TreeError(f"{path}: a $dict entry is not a [key, value] pair")
             key = self.decode(pair[0], f"{path}.<key>", depth)
             try:
-                out[key] = self.decode(pair[1], f"{path}[{key!r}]", depth)
+                out[key] = self.decode(pair[1], f"{path}[{shown(key)}]", depth)
             except TypeError as error:  # an unhashable key
                 raise TreeError(f"{path}: a key of type {type(key).__name__}") from error
         return out
@@ -206,7 +208,7 @@ class Decoder:
         name = tree.get("dtype")
         dtypes = tensor_dtypes()
         if name not in dtypes:
-            raise TreeError(f"{path}: unknown tensor dtype {name!r}")
+            raise TreeError(f"{path}: unknown tensor dtype {shown(name)}")
         tensor = torch.from_numpy(np.array(array, copy=True))  # its own writable memory
         if name == "bfloat16" and tensor.dtype == torch.int16:
             tensor = tensor.view(torch.bfloat16)
@@ -227,7 +229,7 @@ class Decoder:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(fields) - names
         if unknown:
-            raise TreeError(f"{path}: {cls.__name__} has no field {sorted(unknown)[0]!r}")
+            raise TreeError(f"{path}: {cls.__name__} has no field {shown(sorted(unknown)[0])}")
         values = {k: self.decode(v, f"{path}.{k}", depth) for k, v in fields.items()}
         hints = typing.get_type_hints(cls)
         for name, value in values.items():
@@ -241,7 +243,7 @@ class Decoder:
     def _type(self, tree: dict, tag: str, path: str) -> type:
         name = tree[tag]
         if not isinstance(name, str) or name not in self.types:
-            raise TreeError(f"{path}: {name!r} is not a type a session file may hold")
+            raise TreeError(f"{path}: {shown(name)} is not a type a session file may hold")
         return self.types[name]
 
 

@@ -1,8 +1,10 @@
 """The session file's container: one zip of ``.npy`` arrays and a JSON manifest, read as untrusted.
 
 Writing goes to a temporary file beside the target, renamed over it at the
-end, so a failure never leaves half a file. Arrays are written in NumPy's own
-format with ``allow_pickle=False``.
+end (:mod:`gradstep.atomic`), so a failure — a full disk, Ctrl-C — never
+leaves half a file, nor the temporary, and the old file stays as it was. A
+symlink is written through; a device or a fifo is refused. Arrays are written
+in NumPy's own format with ``allow_pickle=False``.
 
 Reading checks before it trusts: the zip's directory (member count, sizes
 against what the file can hold, a cap on the total decompressed size, so a zip
@@ -16,9 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -27,6 +27,8 @@ from typing import IO, Any
 import numpy as np
 from numpy.lib import format as npy
 
+from gradstep.atomic import AtomicWriter
+from gradstep.safe_text import printable, shown
 from gradstep.session_tree import plain_dtype
 
 MANIFEST = "session.json"
@@ -49,16 +51,14 @@ class ArchiveWriter:
     """Writes arrays and then the manifest into a new zip, atomically."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._file = AtomicWriter(path)  # OSError (NotARegularFile) for a device, a fifo, a directory
+        self.path = self._file.target
         try:
             # Level 1: float data barely compresses, and the app saves while you wait.
-            self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1,
+            self._zip = zipfile.ZipFile(self._file.file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1,
                                         allowZip64=True)
         except BaseException:
-            self._tmp.unlink(missing_ok=True)
+            self._file.discard()
             raise
         self._count = 0
 
@@ -73,15 +73,16 @@ class ArchiveWriter:
         text = json.dumps(manifest, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
         self._zip.writestr(MANIFEST, text.encode("utf-8"))
         self._zip.close()
-        # mkstemp makes the file private (0600); a session is for sharing: the umask decides, as for any file.
-        umask = os.umask(0)
-        os.umask(umask)
-        self._tmp.chmod(0o666 & ~umask)
-        self._tmp.replace(self.path)
+        self._file.commit()  # a session is for sharing: the umask decides its mode, not mkstemp's 0600
 
     def abort(self) -> None:
-        self._zip.close()
-        self._tmp.unlink(missing_ok=True)
+        """Give up: the temporary goes, whatever state a full disk left the zip in."""
+        try:
+            self._zip.close()  # may fail again the way the write did: nothing of it is kept anyway
+        except Exception:  # the error that made us give up is the one to report
+            pass
+        finally:
+            self._file.discard()
 
 
 def looks_like_session(path: str | Path) -> bool:
@@ -154,7 +155,7 @@ class ArchiveReader:
             raise ArchiveError(f"its {MANIFEST} is {info.file_size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
         raw = self._read(info, info.file_size)
         try:
-            manifest = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+            manifest = _printable_strings(json.loads(raw.decode("utf-8"), parse_constant=_no_constant))
         except (UnicodeDecodeError, ValueError, RecursionError) as error:
             raise ArchiveError(f"its {MANIFEST} is not valid JSON: {_short(error)}") from error
         if not isinstance(manifest, dict):
@@ -166,7 +167,7 @@ class ArchiveReader:
         if name in self._arrays:
             return self._arrays[name]
         if not isinstance(name, str) or not _ARRAY_NAME.fullmatch(name):
-            raise ArchiveError(f"refers to an array named {name!r}, which is not an array name")
+            raise ArchiveError(f"refers to an array named {shown(name)}, which is not an array name")
         info = self._infos.get(name)
         if info is None:
             raise ArchiveError(f"refers to {name}, which is not in the file")
@@ -214,6 +215,18 @@ def _read_npy(member: IO[bytes], info: zipfile.ZipInfo, name: str) -> np.ndarray
         raise ArchiveError(f"{name} is truncated")
     array = np.frombuffer(data, dtype=dtype, count=count)  # over immutable bytes: read-only
     return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _printable_strings(value: Any) -> Any:
+    """Every string of the manifest, keys too, with its control characters escaped: a session file may come
+    from anyone, and its names and messages end up on the terminal (``safe_text``)."""
+    if isinstance(value, str):
+        return printable(value, lines=True)
+    if isinstance(value, list):
+        return [_printable_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {printable(k, lines=True): _printable_strings(v) for k, v in value.items()}
+    return value
 
 
 def _no_constant(name: str) -> Any:

@@ -26,6 +26,7 @@ import torch
 
 from gradstep import keys
 from gradstep.loader import mapping_line
+from gradstep.safe_text import is_printable, printable, shown
 from gradstep.scenario import Batch, Hyper, Scenario, TensorMap
 from gradstep.step_function import (
     GradientWatch,
@@ -36,6 +37,7 @@ from gradstep.step_function import (
     read_outputs,
     torch_value,
 )
+from gradstep.stoppable import Stopped, error_words
 
 Tensors = dict[str, np.ndarray]
 
@@ -60,9 +62,12 @@ class ScenarioError(Exception):
     def __str__(self) -> str:
         at = f" at step {self.step}" if self.step is not None else ""
         where = f" ({self.location})" if self.location else ""
-        inner = self.error
-        message = inner.args[0] if isinstance(inner, KeyError) and inner.args else inner  # KeyError's str is a repr
-        return f"{self.side} {self.function}{at}{where}: {type(inner).__name__}: {message}"
+        return printable(f"{self.side} {self.function}{at}{where}: {error_words(self.error)}", lines=True)
+
+
+class ContractError(ScenarioError):
+    """The scenario itself is wrong, not a step's numbers: a function returned what gradstep cannot use, or
+    the mapping does not fit the model. ``gradstep check`` exits 2 on it, as on a file that does not load."""
 
 
 def mapping_error(error: Exception, source_path: str) -> ScenarioError:
@@ -71,7 +76,7 @@ def mapping_error(error: Exception, source_path: str) -> ScenarioError:
     Such errors are found in gradstep's own code, checking the mapping against
     the model: the user's file has no frame in them to point at.
     """
-    wrapped = ScenarioError("torch", "mapping", error)
+    wrapped = ContractError("torch", "mapping", error)
     if source_path and not wrapped.location:
         line = mapping_line(source_path, str(error.args[0] if error.args else error))
         wrapped.location = f"{source_path}:{line}" if line else source_path
@@ -106,13 +111,116 @@ def _is_user_file(filename: str) -> bool:
 
 
 def call(side: str, function: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Call a scenario function, turning its exceptions into :class:`ScenarioError`."""
+    """Call a scenario function, turning its exceptions into :class:`ScenarioError`, and check what it returns
+    (:func:`check_returned`)."""
     try:
-        return fn(*args)
+        value = fn(*args)
     except ScenarioError:
         raise
-    except Exception as error:  # the scenario is user code: anything can come out
+    except (Exception, SystemExit) as error:  # the scenario is user code: anything can come out, sys.exit too
         raise ScenarioError(side, function, error) from error
+    except Stopped as stop:  # escape or quit while it ran and did not return: say where it was stopped
+        if getattr(stop, "where", None) is None:
+            stop.where = ScenarioError(side, function, stop)
+        raise
+    check_returned(side, function, fn, value)
+    return value
+
+
+# ---- what each function must return ---------------------------------------------------------------
+# Checked as it returns: a list from a forward, a string from a loss, an empty data set are one message at
+# the function's own line, not a traceback from deep inside gradstep. Cheap: a few isinstance per step.
+
+_ARRAYS = (np.ndarray, torch.Tensor)
+_NUMBERS = (float, int, np.generic)
+_CHECKED_NAMES: set[str] = set()  # names already found printable: the same few come back every step
+
+
+def _what(value: Any) -> str:
+    kind = type(value).__name__
+    if isinstance(value, (list, tuple, dict, str)) and len(value) == 0:
+        return f"an empty {kind}"
+    return f"a {kind}" if not isinstance(value, (str, int, float)) else f"the {kind} {shown(value, 30)}"
+
+
+def _numeric_problem(name: str, value: Any) -> str | None:
+    if isinstance(value, _ARRAYS):
+        if isinstance(value, np.ndarray) and value.dtype.kind not in "biufc":
+            return f"{shown(name)} is an array of {value.dtype}, not of numbers"
+        return None
+    if isinstance(value, _NUMBERS) and not isinstance(value, (np.str_, np.bytes_, np.void)):
+        return None
+    kind = np.asarray(value).dtype.kind if isinstance(value, (list, tuple)) else "O"
+    return None if kind in "biufc" else f"{shown(name)} is {_what(value)}, not an array of numbers"
+
+
+def _named_arrays(value: Any, expected: str = "a dict of named arrays, {name: array}") -> str | None:
+    if not isinstance(value, Mapping):
+        return f"it returned {_what(value)}; it must return {expected}"
+    for name, array in value.items():
+        if name not in _CHECKED_NAMES:
+            if not isinstance(name, str):
+                return f"it returned the name {shown(name)}; names must be strings"
+            if not is_printable(name):
+                return f"it returned the name {shown(name)}: a name may not hold control characters"
+            _CHECKED_NAMES.add(name)
+        problem = _numeric_problem(name, array)
+        if problem:
+            return f"in what it returned, {problem}"
+    return None
+
+
+def _loss(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        return _named_arrays(value) if "loss" in value else (
+            "it returned a dict without a 'loss' entry; it must return the loss (a number, an array or a tensor) "
+            "or a dict whose 'loss' is it")
+    problem = _numeric_problem("loss", value)
+    return None if problem is None else (
+        f"it returned {_what(value)}; it must return the loss (a number, an array or a tensor), or a dict whose "
+        "'loss' is it")
+
+
+def _optional_arrays(value: Any) -> str | None:
+    return None if value is None else _named_arrays(value, "the new weights as {name: array}, or None (in place)")
+
+
+_RETURNS = {
+    ("numpy", "forward"): _named_arrays, ("numpy", "loss"): _loss, ("numpy", "backward"): _named_arrays,
+    ("numpy", "update"): _optional_arrays, ("torch", "forward"): _named_arrays, ("torch", "loss"): _loss,
+    ("scenario", "init"): _named_arrays, ("scenario", "data.batch"): _named_arrays,
+}
+
+
+def check_returned(side: str, function: str, fn: Callable[..., Any], value: Any) -> None:
+    """Raise :class:`ContractError`, at ``fn``'s definition, if ``value`` is not what ``side.function`` returns."""
+    check = _RETURNS.get((side, function))
+    problem = check(value) if check is not None else None
+    if problem:
+        error = ContractError(side, function, TypeError(problem))
+        error.location = _defined_at(fn, function)
+        raise error
+
+
+def check_data(fn: Callable[..., Any], data: Any) -> None:
+    """What ``scenario.data(hp)`` returned: minibatches by (epoch, index), at least one per epoch."""
+    count = getattr(data, "steps_per_epoch", None)
+    if not callable(getattr(data, "batch", None)) or isinstance(count, bool) or not isinstance(count, int) \
+            or count < 1:
+        has = "" if count is None else f" (its steps_per_epoch is {shown(count)})"
+        error = ContractError("scenario", "data", TypeError(
+            f"it returned {_what(data)}{has}; it must return the minibatches: an object with steps_per_epoch, a "
+            "positive int, and batch(epoch, index), such as gradstep.scenario.Minibatches"))
+        error.location = _defined_at(fn)
+        raise error
+
+
+def _defined_at(fn: Callable[..., Any], function: str = "") -> str:
+    """Where ``fn`` is defined; for a side's wrapper (``call_loss``), the user's own ``function`` it calls."""
+    own = getattr(getattr(fn, "__self__", None), function, None) if function else None
+    fn = own if callable(own) else fn
+    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__func__", None), "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else ""
 
 
 def updates(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray]) -> Tensors:
@@ -148,15 +256,17 @@ class NumpyRunner:
         self.state_before: dict[str, Any] = {}  # ``state`` as the latest step found it
         self.loss_names: tuple[str, ...] = ()
 
-    def step(self, batch: Batch, weights: Mapping[str, np.ndarray] | None = None) -> Tensors:
+    def step(self, batch: Batch, weights: Mapping[str, np.ndarray] | None = None,
+             state: Mapping[str, Any] | None = None) -> Tensors:
         """One step on ``batch``; or the latest step again, from ``weights`` instead of its own
-        (the local error: it starts from the state that step started from, and nothing is kept)."""
+        (the local error: it starts from the state that step started from, or from ``state`` — torch's,
+        mapped by the scenario — and nothing is kept)."""
         own = weights is None
         start = self.weights if own else dict(weights)
         if own:
             # An update that keeps state (momentum) changes it in place: keep what the step starts from.
             self.state_before = copy.deepcopy(self.state) if self.state else {}
-        state = self.state if own else copy.deepcopy(self.state_before)
+        state = self.state if own else copy.deepcopy(dict(state) if state is not None else self.state_before)
         out: Tensors = {keys.before(n): w for n, w in start.items()}
         out.update(batch)
         # The update may work in place: never on the arrays recorded as "before".
@@ -252,6 +362,8 @@ class TorchRunner:
         self._last_after: Tensors | None = None
         self._maps_checked = False
         self._source_path = scenario.source_path
+        self._state_from_torch = getattr(scenario, "state_from_torch", None)
+        self.state_for_numpy: dict[str, Any] | None = None  # torch's state before the latest update, NumPy's way
         if scenario.share_init:
             self._load_weights(weights)
         self.optimizer = call("torch", "optimizer", self.fns.optimizer, self.model, hp) if self.fns.optimizer else None
@@ -304,6 +416,9 @@ class TorchRunner:
         # The weights a step starts from are the ones the last step ended with: no second copy.
         before = self._last_after if self._last_after is not None else self._params_to_numpy(_detached, copy=True)
         out: Tensors = {keys.before(n): w for n, w in before.items()}
+        if self._state_from_torch is not None:  # before the update changes it: the state this step starts from
+            self.state_for_numpy = copy.deepcopy(dict(call(
+                "torch", "state_from_torch", self._state_from_torch, self.model, self.optimizer, self.state, self.hp)))
         tbatch = self.to_torch_batch(batch)
         out.update({n: _np(t) for n, t in tbatch.items()})
         if self.fns.step is not None:
@@ -469,6 +584,7 @@ class TorchRunner:
         self.state = copy.deepcopy(snap["state"])
         torch.set_rng_state(snap["rng"])
         self._last_after = None
+        self.state_for_numpy = None
 
 
 def _detached(p: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from gradstep.compare import (
     Status,
     Tolerance,
     compare_tensor,
+    element_diffs,
     summarize_pairs,
     tolerance_for,
     ulp_distance,
@@ -391,18 +392,24 @@ def test_summarizer_is_reusable_across_steps():
         assert_summary_matches_compare_tensor(summary, numpy_values, torch_values, tolerances)
 
 
-def test_a_subset_summarizer_borrows_its_workspace_and_agrees():
+def test_a_subset_of_pairs_is_summarized_with_its_own_tolerances_and_agrees():
     rng = np.random.RandomState(11)
     numpy_values, torch_values, tolerances = random_pairs(rng)
     whole = PairSummarizer([int(np.size(v)) for v in numpy_values], tolerances)
     picked = [1, 4, 6, 9, 11]
     subset = [[values[i] for i in picked] for values in (numpy_values, torch_values, tolerances)]
-    borrower = PairSummarizer([int(np.size(v)) for v in subset[0]], subset[2], workspace=whole)
-    assert np.shares_memory(borrower._diff, whole._diff)  # no buffers of its own: a drifting run makes many
     for _ in range(2):  # alternating with the whole, as the engine does: free-running, then local
         assert_summary_matches_compare_tensor(whole.summarize(numpy_values, torch_values), numpy_values,
                                               torch_values, tolerances)
-        assert_summary_matches_compare_tensor(borrower.summarize(subset[0], subset[1]), *subset)
+        assert_summary_matches_compare_tensor(whole.summarize(subset[0], subset[1], picked), *subset)
+
+
+def test_a_carried_row_is_taken_as_it_is():
+    a, b = np.ones(3), np.ones(3) * 2
+    whole = PairSummarizer([3, 3], [EXACT, EXACT])
+    known = whole.summarize([a], [b], [0]).rows[0]
+    summary = whole.summarize([a, a], [a, b], carried={0: known})
+    assert summary.max_abs.tolist() == [1.0, 1.0]  # the first pair's row is the carried one, not a == a
 
 
 def test_summary_with_one_shared_tolerance():
@@ -503,3 +510,40 @@ def test_float64_ulp_distances_are_exact_integers():
     assert ulp_distance(one, one + 6 * 2.0**-52, np.dtype(np.float64))[0] == 6.0
     big = np.array([1e300])
     assert ulp_distance(-big, big, np.dtype(np.float64))[0] > 0  # opposite signs never overflow
+
+
+# --- the kernel against the elementwise rule --------------------------------------------------
+
+
+def _layouts(rng: np.random.RandomState):
+    """Pairs the kernel meets: float32/float64/mixed, integers, a side stored transposed, NaN/Inf, ties."""
+    a = rng.standard_normal((37, 70))
+    noisy = a + rng.standard_normal(a.shape) * 1e-6
+    noisy[3, 5], noisy[10, 1], a[4, 4] = np.nan, np.inf, np.nan
+    yield a, noisy, Tolerance(1e-6, 1e-7)
+    yield a.astype(np.float32), np.asfortranarray(noisy), Tolerance(1.3e-6, 1e-5)  # torch's layout, transposed
+    yield np.ascontiguousarray(a.T).T, noisy, Tolerance(1e-6, 1e-7)
+    ints = rng.randint(-5, 5, size=(8, 9))
+    yield ints, ints + (rng.rand(8, 9) > 0.8), EXACT
+    big = np.array([2**53 + 1, 7], dtype=np.int64)
+    yield big, np.array([2**53, 7], dtype=np.int64), EXACT
+    tie = np.zeros((5, 5))
+    yield tie, tie + (np.arange(25).reshape(5, 5) % 7 == 3), EXACT  # equal worst elements: the first in C order
+    yield rng.standard_normal((3, 4, 5)).astype(np.float32), rng.standard_normal((3, 4, 5)), Tolerance(0.1, 0.1)
+
+
+def test_the_kernel_agrees_with_the_elementwise_rule_everywhere():
+    from gradstep.kernel import GREATEST, INF_A, INF_B, MAX_ABS, MAX_REL, N_BAD, NAN_A, NAN_B, SQ_DIFF, WORST, scan_pair
+
+    rng = np.random.RandomState(3)
+    for a, b, tol in _layouts(rng):
+        row = scan_pair(a, b, tol.rtol, tol.atol)
+        d = element_diffs(a, b, tol)
+        assert row[MAX_ABS] == d.abs.max() and row[MAX_REL] == d.rel.max() and row[N_BAD] == d.bad.sum()
+        expected = int(np.argmax(d.score)) if d.bad.any() else int(np.argmax(d.abs))
+        assert row[WORST] == expected and row[GREATEST] == int(np.argmax(d.abs))
+        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert (row[NAN_A], row[NAN_B]) == (np.isnan(a64).sum(), np.isnan(b64).sum())
+        assert (row[INF_A], row[INF_B]) == (np.isinf(a64).sum(), np.isinf(b64).sum())
+        finite = np.isfinite(d.abs)
+        assert row[SQ_DIFF] == pytest.approx(float((d.abs[finite] ** 2).sum())) or not finite.all()

@@ -3,8 +3,9 @@
 The expected causes are the threads' (BRIEF.md's table): seed 001 a missing 2,
 seed 003 a 1/N never applied (N = 4), seed 002 different initial weights and
 nn.Linear's biases, seed 000 torch's sum() against NumPy's sum()/2 and an
-unzeroed b1.grad, seed 004 an L2 penalty on all of W, bias included, on the
-NumPy side only. Runs stop a few steps past the first divergence to stay fast.
+unzeroed b1.grad, seed 004 the (N,) against (N, 1) broadcast in its error
+rate, then an L2 penalty on all of W, bias included, on the NumPy side only.
+Runs stop a few steps past the first divergence to stay fast.
 """
 
 from __future__ import annotations
@@ -80,9 +81,12 @@ def test_fizzbuzz_factor_two_then_wrong_hidden_delta_then_unzeroed_b1():
     assert accumulation.function == "torch.update"
 
 
-def test_logreg_l2_on_all_of_w_in_the_numpy_gradient():
+def test_logreg_broadcast_in_the_threads_metric_then_l2_on_all_of_w_in_the_numpy_gradient():
     engine, findings = diagnosed("logreg", "as-posted", 700)
-    top = findings[0]
+    metric = findings[0]  # the thread's 30%: its own (N,) != (N, 1), seen by the sentinel at the diagnosed step
+    assert (metric.rule, metric.side, metric.function) == ("broadcast", "numpy", "numpy.metrics")
+    assert metric.file.endswith("logreg.py") and "predictions != y" in metric.cause and "(32561,)" in metric.cause
+    top = findings[1]
     assert (top.rule, top.tensor, top.side, top.function) == ("penalty", "grad W", "numpy", "numpy.backward")
     assert top.step == engine.first_divergence.step
     assert top.values["l2_penalty"] == 0.0001 and top.values["k"] == pytest.approx(1e-4, rel=1e-3)

@@ -81,7 +81,7 @@ def test_the_worked_example_shows_where_the_learning_rates_part():
     engine = run(EXAMPLES / "two_layer_net.py", "as-posted", steps=3)
     first = engine.first_divergence
     # Step 0 agrees (both use 0.5); from step 1 the NumPy loop uses 0.45 and torch's ExponentialLR still 0.5.
-    assert first.step == 1 and first.tensor.startswith("after ")
+    assert first.step == 1 and first.tensor.startswith("update ")
     record = engine.record(1)
     assert engine.trace.status[0].max() <= 1  # step 0: nothing out of tolerance beyond drift
     ratio = (record.numpy["after b2"] - record.numpy["before b2"]) / record.numpy["grad b2"]

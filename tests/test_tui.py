@@ -22,13 +22,31 @@ from gradstep.tui.widgets import (
     TensorGrid,
     TensorNavigator,
 )
-from tests.test_tui_helpers import BIG, CHAOS, FAULTS, lines, make_app, press, run_async, settle, shown, type_text
+from tests.test_tui_helpers import (
+    BIG,
+    CHAOS,
+    FAULTS,
+    lines,
+    make_app,
+    press,
+    recorded_notes,
+    run_async,
+    settle,
+    shown,
+    type_text,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
 def widget(app, kind):
     return app.screen.query_one(kind)
+
+
+def footer_text(app) -> str:
+    from gradstep.tui.widgets import KeyFooter
+
+    return shown(widget(app, KeyFooter))
 
 
 async def find(pilot, name: str) -> None:
@@ -223,15 +241,38 @@ async def test_a_slow_step_says_it_is_running_and_escape_drops_what_is_queued(mo
         label = bar.query_one("#run-label")
         text = str(label.render())
         assert bar.has_class("-running") and "stepping to step 0…" in text and "escape" in text
-        footer = app.main.query_one("KeyFooter")
-        assert "esc Stop" in shown(footer)  # the footer offers it too
+        assert "Stop" in footer_text(app)  # the footer offers escape with the bar
         await pilot.press("n", "n", "n")
         await pilot.pause(0.05)
         assert "(+3 steps queued)" in str(label.render())
         await pilot.press("escape")
         await settle(pilot)
         assert app.frame.step == 0 and not bar.has_class("-running")
-        assert "esc Stop" not in shown(footer)  # and not once the step has landed: nothing is left to stop
+        assert "Stop" not in footer_text(app)  # and no longer, once nothing is in flight (the diagnosis ran too)
+
+
+@run_async
+async def test_steps_queued_behind_a_step_that_fails_are_dropped_with_a_word(monkeypatch):
+    """The step in flight raises: the presses queued behind it do not run, and a toast says how many went."""
+    from gradstep.tui.session import Debugger
+
+    forward = Debugger.forward
+
+    def slow_forward(self, view):
+        import time
+        time.sleep(0.5)
+        return forward(self, view)
+
+    monkeypatch.setattr(Debugger, "forward", slow_forward)
+    app = make_app(FAULTS, "raises")
+    notes = recorded_notes(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "n", "n", "n")
+        await pilot.press("n", "n", "n", "n")  # the first runs step 3, which raises; three wait behind it
+        await settle(pilot)
+        assert app.frame.error is not None and app.debugger.engine.next_step == 3
+        assert any("+3 steps queued, dropped" in note for note in notes), notes
 
 
 @run_async

@@ -10,7 +10,6 @@ from gradstep.engine import Engine
 from gradstep.loader import load_scenario
 from gradstep.tui.frame import INITIAL
 from gradstep.tui.grid_model import DiffMode, GridModel, exact_ulps, split_number
-from gradstep.tui.pairs import pair_facts
 from gradstep.tui.presenter import entry_view, error_text, status_view
 from gradstep.tui.session import Debugger
 
@@ -59,7 +58,7 @@ def test_out_of_tolerance_elements_are_flagged_and_the_cursor_starts_on_the_wors
     b = a.copy()
     b[2, 1] = 1.0
     b[0, 3] = 1e-3
-    facts = pair_facts(a, b, TOL64)
+    facts = facts_of(a, b)
     m = model(a, b, worst_index=facts.worst_index)
     assert m.worst_cell() == (2, 1)
     assert m.cell(2, 1).bad and m.cell(0, 3).bad and not m.cell(1, 1).bad
@@ -119,21 +118,15 @@ def test_a_big_tensor_formats_only_what_is_looked_at():
     assert len(m._tiles) <= 4  # primed tile, the worst element's, the last one: never the whole
 
 
-@pytest.mark.parametrize("shape", [(), (5,), (7, 3), (3, 4, 5)])
-def test_pair_facts_agree_with_compare_tensor(shape):
-    rng = np.random.default_rng(1)
-    a = rng.standard_normal(shape)
-    b = a + rng.standard_normal(shape) * 1e-7
-    full = compare_tensor("k", a, b)
-    facts = pair_facts(a, b, full.tolerance)
-    assert (facts.worst_index, facts.n_bad, facts.max_abs, facts.status) == (
-        full.worst_index, full.n_bad, full.max_abs, full.status)
+def test_the_apps_facts_of_a_pair_nan_and_shapes():
+    assert facts_of(np.array([1.0, np.nan]), np.array([1.0, 2.0])).status == Status.NONFINITE
+    assert facts_of(np.ones(3), np.ones(4)).status == Status.SHAPE
+    assert facts_of(None, np.ones(4)).status == Status.ONE_SIDE
 
 
-def test_pair_facts_nan_and_shapes():
-    assert pair_facts(np.array([1.0, np.nan]), np.array([1.0, 2.0]), TOL64).status == Status.NONFINITE
-    assert pair_facts(np.ones(3), np.ones(4), TOL64).status == Status.SHAPE
-    assert pair_facts(None, np.ones(4), TOL64).status == Status.ONE_SIDE
+def facts_of(a, b):
+    """What the app computes of a pair for its list and cursor: the comparison kernel's, without ULPs."""
+    return compare_tensor("t", a, b, tolerance=TOL64, ulp=False)
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ from textual import events
 from textual.widgets import OptionList, TextArea
 
 from gradstep import cli
-from gradstep.patch import PIECES, Patch, default_patch_file, load_file, source_of
+from gradstep.patch import PIECES, Patch, default_patch_file, drafts_file, load_file, read_file, source_of
 from gradstep.tui import create_app
 from gradstep.tui.screens import MainScreen, PatchEditor
+from gradstep.tui.screens.patch_editor import DRAFT_DELAY
 from gradstep.tui.widgets import DiagnosisPane, RunBar, StatusBar
 from tests.test_tui_helpers import (
     add_line_after,
@@ -20,6 +21,7 @@ from tests.test_tui_helpers import (
     make_app,
     open_editor,
     press,
+    recorded_notes,
     replace_line,
     run_async,
     settle,
@@ -290,7 +292,8 @@ async def test_undo_redo_and_reset_each_replay_and_save():
         await press(pilot, "u")
         assert not app.debugger.patches.in_force() and divergence(app) == (0, "grad w")
         assert "first divergence: none → step 0 grad w" in status(app) and "patches:" not in status(app)
-        assert load_file(saved) == []
+        assert load_file(saved) == []  # not in force: --patch applies nothing
+        assert [p.target for p in read_file(saved).kept] == ["numpy.backward"]  # and the fix is still on disk
         await press(pilot, "U")
         assert list(app.debugger.patches.in_force()) == ["numpy.backward"] and divergence(app) is None
         await press(pilot, "R")  # back to the original
@@ -301,6 +304,27 @@ async def test_undo_redo_and_reset_each_replay_and_save():
         assert app.debugger.engine is engine and app.is_running
         await press(pilot, "U")  # a reset can be redone
         assert list(app.debugger.patches.in_force()) == ["numpy.backward"] and divergence(app) is None
+
+
+@run_async
+async def test_an_earlier_sessions_patches_are_offered_and_text_is_on_disk_as_it_is_typed(state_home):
+    neuron = cli.build_engine("neuron", "as-posted", "cpu", None, None, None, False).scenario
+    fix = source_of(neuron, "numpy.backward").replace("grad_y = output - gt", NEURON_FIX)
+    from gradstep.patch import PatchSet, save
+
+    save(PatchSet([Patch("numpy.backward", fix)]), neuron)  # what an earlier session left
+    app = make_app()
+    notes = recorded_notes(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert any("An earlier session saved patches" in n and "numpy.backward" in n for n in notes)
+        await open_editor(pilot, "numpy.backward")
+        assert NEURON_FIX in editor_text(pilot)  # offered: ctrl+r applies it
+        await open_editor(pilot, "numpy.loss")
+        await append_to_line(pilot, "return (output - gt) ** 2", "  # typed")
+        await pilot.pause(DRAFT_DELAY + 0.3)
+        assert isinstance(app.screen, PatchEditor)  # still typing: nothing closed or applied
+        assert "# typed" in drafts_file(default_patch_file(neuron)).read_text()
 
 
 def test_patches_from_the_file_seed_the_history(tmp_path):

@@ -91,11 +91,12 @@ def test_light_theme(snap_compare, size):
 
 
 def test_patch_editor_with_an_error(snap_compare):
-    """The editor on the NumPy backward, a syntax error typed on line 3: refused, the line marked, the text kept."""
+    """The editor on the NumPy backward, opened on the line the diagnosis names (line 3), a syntax error typed
+    there: refused, the line marked, the text kept."""
 
     async def run_before(pilot) -> None:
         await keys_then_settle("n", "f")(pilot)
-        await pilot.press("down", "down", "end", "shift+home", *"grad_y", "space", "equals_sign", "space",
+        await pilot.press("end", "shift+home", *"grad_y", "space", "equals_sign", "space",
                           "left_parenthesis")
         await keys_then_settle("ctrl+r")(pilot)
 

@@ -135,5 +135,5 @@ def test_a_mapping_to_nothing_is_named(tmp_path):
     out = " ".join((done.stdout + done.stderr).split())  # the report may wrap long lines
     assert "'2.bais'" in out and "neither a parameter" in out and "did you mean '2.bias'?" in out
     assert f"{path}:{line_of(path, '2.bais')}" in out
-    assert done.exit_code == 1
+    assert done.exit_code == 2  # a mapping that does not fit the model: a bad scenario, before any step ran
     assert_no_traceback(done)

@@ -24,7 +24,8 @@ class Finding:
     ``step``, ``tensor``, ``side`` and ``function`` say where it applies (the
     scenario function likely at fault, e.g. ``"numpy.backward"``, or ``None``
     when the rule cannot tell). ``tensors`` lists every tensor key it explains
-    and ``values`` the key numbers as floats, for programs.
+    and ``values`` the key numbers as floats, for programs. ``file`` and
+    ``line`` locate the statement at fault when one is known.
     """
 
     rule: str
@@ -37,6 +38,8 @@ class Finding:
     function: str | None = None
     tensors: tuple[str, ...] = ()
     values: Mapping[str, float] = field(default_factory=dict)
+    file: str | None = None  # the scenario file and line the finding points at, when it points at one
+    line: int | None = None
 
     @property
     def confidence_label(self) -> str:
@@ -58,6 +61,8 @@ class Finding:
             "function": self.function,
             "tensors": list(self.tensors),
             "values": {k: json_number(v) for k, v in self.values.items()},
+            "file": self.file,
+            "line": self.line,
         }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradstep import keys
+from gradstep.diagnosis.budget import Budget
 from gradstep.diagnosis.gradcheck import GradCheck, gradcheck
 from gradstep.diagnosis.replica import NumpyReplica, TorchReplica
 from gradstep.diagnosis.view import StepView, view_of
@@ -25,9 +26,10 @@ from gradstep.trace import StepRecord
 class Probe:
     """Lazy, cached facts about one engine's run."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, budget: Budget | None = None):
         self.engine = engine
         self.scenario = engine.scenario
+        self.budget = budget or Budget()
         self._cache: dict[tuple, Any] = {}
 
     @property
@@ -46,7 +48,9 @@ class Probe:
         return self._cached(("view", step), lambda: view_of(self.engine, step))
 
     def gradchecks(self, step: int) -> list[GradCheck]:
-        return self._cached(("gradcheck", step), lambda: gradcheck(self.engine, step))
+        """Both sides' finite-difference checks at ``step``, within a third of the time left."""
+        return self._cached(("gradcheck", step),
+                            lambda: gradcheck(self.engine, step, seconds=max(0.5, self.budget.left() / 3)))
 
     def gradcheck_of(self, step: int, side: str, weight: str) -> GradCheck | None:
         return next((c for c in self.gradchecks(step) if c.side == side and c.weight == weight), None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,31 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+class RandomGuard:
+    """Gives the random generators back after each call, as ``rng_preserved`` does, but only while the calls
+    draw from them: learnt on the first call (a finite-difference check makes hundreds of calls, most scenarios
+    draw nothing, and saving the generators costs more than a small forward pass)."""
+
+    def __init__(self) -> None:
+        self.draws: bool | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.draws is False:
+            yield
+            return
+        np_state, torch_state = np.random.get_state(), torch.get_rng_state()
+        try:
+            yield
+        finally:
+            if self.draws is None:
+                after = np.random.get_state()
+                self.draws = (np_state[2] != after[2] or not np.array_equal(np_state[1], after[1])
+                              or not torch.equal(torch_state, torch.get_rng_state()))
+            np.random.set_state(np_state)
+            torch.set_rng_state(torch_state)
 
 
 def hyper_for(engine: Engine, dtype: torch.dtype = torch.float64, step: int | None = None) -> Any:
@@ -80,6 +105,7 @@ class TorchReplica:
         self._load_unmapped(source)
         self.batch = engine.live.data.batch(record.epoch, record.index)
         self.tbatch = self.runner.to_torch_batch(self.batch)
+        self._guard = RandomGuard()
 
     def _load_unmapped(self, source: Mapping[str, np.ndarray]) -> None:
         with torch.no_grad():
@@ -113,12 +139,40 @@ class TorchReplica:
             else:
                 self.runner.params[name].copy_(torch.as_tensor(np.asarray(value, dtype=np.float64)))
 
+    def element_setter(self, name: str) -> Callable[[int, float], float]:
+        """``set(j, value) -> old``: element ``j`` of weight ``name`` (flat, NumPy layout) set in the torch
+        parameter it maps to, in place. The layout is applied once to the elements' indices to find where each
+        one lives, so a finite-difference step never copies a big weight."""
+        owner = position = None
+        if name in self.maps:
+            m = self.maps[name]
+            shape = self.weight(name).shape
+            size = int(np.prod(shape))
+            where = m.to_torch(np.arange(size).reshape(shape))
+            owner, position = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)
+            for i, indices in enumerate(where):
+                flat = np.asarray(indices).reshape(-1)
+                owner[flat], position[flat] = i, np.arange(flat.size)
+
+        def set_element(j: int, value: float) -> float:
+            if owner is None:
+                torch_name, k = name, j
+            else:
+                torch_name, k = self.maps[name].torch_names[int(owner[j])], int(position[j])
+            with torch.no_grad():
+                flat = self.runner.params[torch_name].view(-1)
+                old = float(flat[k])
+                flat[k] = value
+            return old
+
+        return set_element
+
     def loss(self) -> float:
         """torch.forward + torch.loss at the current weights, in float64 (or the loss torch.step returns)."""
         fns = self.runner.fns
         if fns.step is not None:
             return scalar_loss(self._whole_step()["loss"])
-        with torch.no_grad(), rng_preserved():
+        with torch.no_grad(), self._guard():
             acts = fns.forward(self.runner.model, self.tbatch, self.hp)
             return scalar_loss(fns.call_loss(acts, self.tbatch, self.hp, self.runner.model))
 
@@ -185,11 +239,13 @@ class NumpyReplica:
         self.batch = batch_float64(engine.live.data.batch(record.epoch, record.index))
         self.state = copy.deepcopy(engine.live.numpy.state)  # a step function's update may need it
 
+        self._guard = RandomGuard()
+
     def loss(self, weights: Mapping[str, np.ndarray] | None = None) -> float:
         w = self.weights if weights is None else weights
         if self.fns.step is not None:
             return scalar_loss(self._whole_step(w))
-        with rng_preserved():
+        with self._guard():
             acts = self.fns.forward(w, self.batch, self.hp)
             return scalar_loss(self.fns.call_loss(acts, self.batch, self.hp, w))
 

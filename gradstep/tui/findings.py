@@ -9,6 +9,7 @@ list, the cause, where and evidence in full for the one highlighted).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from gradstep.diagnosis import Finding
 
@@ -73,6 +74,8 @@ def where_text(finding: Finding) -> str:
         parts.append(SIDE_NAMES.get(finding.side, finding.side))
     if finding.function is not None:
         parts.append(finding.function)
+    if finding.file and finding.line:
+        parts.append(f"{Path(finding.file).name}:{finding.line}")
     return " · ".join(parts) or "the whole run"
 
 

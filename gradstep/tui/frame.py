@@ -20,11 +20,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gradstep import keys
-from gradstep.compare import Status, Tolerance, tolerance_for
+from gradstep.compare import Status, Tolerance, compare_tensor, tolerance_for
 from gradstep.engine import Engine
 from gradstep.recorded import StepNotRecorded
+from gradstep.safe_text import printable
 from gradstep.sides import ScenarioError
-from gradstep.tui.pairs import pair_facts
+from gradstep.stoppable import error_words
 
 INITIAL = -1
 
@@ -69,8 +70,8 @@ class ErrorInfo:
     @classmethod
     def of(cls, error: ScenarioError) -> ErrorInfo:
         inner = error.error
-        return cls(error.step, error.side, error.function, error.location or "?",
-                   f"{type(inner).__name__}: {inner}")
+        return cls(error.step, error.side, error.function, printable(error.location or "?"),
+                   printable(error_words(inner), lines=True))
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def build_frame(engine: Engine, step: int, phases: PhaseMap) -> Frame:
         col = column.get(key)
         raw = int(trace.status[step, col]) if col is not None else -1
         tol = _tolerance(a, b, engine, key)
-        facts = pair_facts(a, b, tol)
+        facts = compare_tensor(key, a, b, tolerance=tol, ulp=False)
         status = Status(raw) if raw >= 0 else facts.status
         n_bad = int(trace.n_bad[step, col]) if col is not None else facts.n_bad
         entries.append(TensorEntry(
@@ -170,8 +171,8 @@ def _initial_frame(engine: Engine) -> Frame:
     entries = []
     for name in names:
         a, b = weights["numpy"].get(name), weights["torch"].get(name)
-        tol = _tolerance(a, b, engine)
-        facts = pair_facts(a, b, tol)
+        tol = _tolerance(a, b, engine, keys.before(name))
+        facts = compare_tensor(keys.before(name), a, b, tolerance=tol, ulp=False)
         entries.append(TensorEntry(keys.before(name), "before", facts.status, a, b, tol, facts.max_abs,
                                    facts.n_bad, facts.worst_index))
     return _frame(engine, INITIAL, None, None, tuple(entries), None, None)

@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING
 
 from gradstep import patch as patching
 from gradstep.patch import Patch, PatchError, PatchSet
+from gradstep.patch_store import PatchStore
+from gradstep.safe_text import printable
 from gradstep.sides import ScenarioError
+from gradstep.stoppable import Stopped, TimedOut, error_words, shielded, time_limit
 from gradstep.tui.frame import INITIAL, ErrorInfo, Frame
 
 if TYPE_CHECKING:
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 Cancelled = Callable[[], bool]
+VALIDATION_SECONDS = 15.0  # checking a patch on one step's inputs: past this it is taken not to return
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,10 @@ class PatchOutcome:
 
     ``kind``: ``"applied"`` (replayed, swapped in, saved), ``"refused"`` (the
     patch did not validate: ``line`` is its line when known), ``"failed"`` (the
-    replay raised in the scenario's code), ``"cancelled"``, or ``"nothing"``
-    (no patch to undo, redo or reset). Only ``"applied"`` changed anything.
+    replay raised in the scenario's code), ``"cancelled"`` (between two steps),
+    ``"stopped"`` (inside code that did not return: ``line`` is the patch's
+    line it was stopped at, when it was in the patch), or ``"nothing"`` (no
+    patch to undo, redo or reset). Only ``"applied"`` changed anything.
     """
 
     kind: str
@@ -67,6 +73,14 @@ class PatchSession:
         self.drafts: dict[str, str] = {}
         self.saved: Path | None = None
         self.last_target: str | None = None
+        # A saved session runs nothing and saves no patches: it reads no patch file either.
+        self.store = None if getattr(engine, "read_only", False) else PatchStore(self.base, self.patch_file(),
+                                                                                  given=bool(given))
+        if self.store is not None:
+            # The drafts typed in an earlier session, else the patches it had in force, offered to apply again.
+            offered = {p.target: p.source for p in self.store.offered}
+            self.drafts = {t: s for t, s in {**offered, **self.store.drafts}.items()
+                           if s.strip() != self.applied_source(t).strip()}
 
     # ---- read on the UI thread -----------------------------------------------------
     @property
@@ -96,16 +110,43 @@ class PatchSession:
         """Where applied patches are saved: the ``--patch`` file, else the documented default."""
         return self._file or patching.default_patch_file(self.base)
 
+    def start_notes(self, edit_key: str, apply_key: str) -> list[str]:
+        """What opening the debugger has to say about saved patches and drafts."""
+        if self.store is None:
+            return []
+        offer = self.store.offer_text(edit_key, apply_key)
+        drafts = [t for t in self.store.drafts if t in self.drafts]
+        typed = (f"Text typed but not applied in an earlier session is back in the patch editor (✎): "
+                 f"{', '.join(drafts)} (kept in {self.store.drafts_path})") if drafts else ""
+        return [note for note in (offer, typed, *self.store.notes) if note]
+
+    def save_drafts(self) -> str | None:
+        """Keep the drafts on disk (as they are typed: the editor calls this debounced); an error's text, or None."""
+        if self.store is None:
+            return None
+        try:
+            self.store.save_drafts(self.drafts)
+        except OSError as error:
+            return f"could not keep the drafts in {self.store.drafts_path}: {error.strerror or error}"
+        return None
+
     # ---- on the engine worker ------------------------------------------------------
     def apply(self, debugger: Debugger, patch: Patch, view: int, progress: Progress | None = None,
               cancelled: Cancelled | None = None) -> PatchOutcome:
         """Validate ``patch`` on the step shown, then replay from step 0 to it with the patch in force."""
         try:
-            patching.validate(debugger.engine, patch, max(view, 0))
+            with time_limit(VALIDATION_SECONDS):
+                patching.validate(debugger.engine, patch, max(view, 0))
         except PatchError as error:
             return PatchOutcome("refused", "apply", patch.target, str(error), line=error.line)
-        except Exception as error:  # the original function or the probe itself failed: still refuse
-            return PatchOutcome("refused", "apply", patch.target, f"{type(error).__name__}: {error}")
+        except TimedOut as stop:
+            return PatchOutcome("refused", "apply", patch.target,
+                                f"the patch did not return within {VALIDATION_SECONDS:g} s on the inputs of the step "
+                                "shown: stopped there (does it loop forever?)", line=patching.patch_line(stop))
+        except Stopped as stop:
+            return _stopped("apply", patch.target, stop, "while it was checked on the step's inputs")
+        except (Exception, SystemExit) as error:  # the original function or the probe itself failed: still refuse
+            return PatchOutcome("refused", "apply", patch.target, printable(error_words(error)))
         trial = _copy(self.history)
         trial.apply(patch)
         return self._replay(debugger, trial, view, "apply", patch.target, progress, cancelled)
@@ -146,10 +187,18 @@ class PatchSession:
             return PatchOutcome("refused", action, target, str(error), line=error.line)
         except ScenarioError as error:
             return PatchOutcome("failed", action, target, _failure(ErrorInfo.of(error)))
+        except Stopped as stop:
+            return _stopped(action, target, stop, "during the replay")
         if fresh is None:
             return PatchOutcome("cancelled", action, target, "replay cancelled")
         if fresh.last_error is not None:
             return PatchOutcome("failed", action, target, _failure(ErrorInfo.of(fresh.last_error)))
+        with shielded():  # from here on, all or nothing: a stop asked now comes too late to matter
+            return self._commit(debugger, fresh, trial, patches, view, action, target)
+
+    def _commit(self, debugger: Debugger, fresh: Engine, trial: PatchSet, patches: list[Patch], view: int,
+                action: str, target: str | None) -> PatchOutcome:
+        old = debugger.engine
         fresh.base_scenario, fresh.patches = self.base, patches
         before = old.first_divergence
         self.history = trial
@@ -162,9 +211,12 @@ class PatchSession:
                             save_error=save_error)
 
     def _save(self) -> tuple[Path | None, str | None]:
-        """Save the patches in force as they are applied: quitting or a crash loses nothing."""
+        """Save the patches in force as they are applied, and every other one kept: quitting or a crash loses
+        nothing, and neither does an undo or a later session."""
+        if self.store is None:
+            return None, None
         try:
-            self.saved = patching.save(self.history, self.base, self.patch_file())
+            self.saved = self.store.save(self.history)
             return self.saved, None
         except OSError as error:
             return None, f"could not save the patches to {self.patch_file()}: {error.strerror or error}"
@@ -172,6 +224,16 @@ class PatchSession:
 
 def _copy(history: PatchSet) -> PatchSet:
     return PatchSet(list(history.applied), list(history.undone))
+
+
+def _stopped(action: str, target: str | None, stop: Stopped, when: str) -> PatchOutcome:
+    """Escape or quit stopped code that did not return: where it was, and that nothing changed."""
+    where = stop.where
+    what = f"the {where.side} side's {where.function}" if isinstance(where, ScenarioError) else "the patch"
+    at = f" ({where.location})" if isinstance(where, ScenarioError) and where.location else ""
+    return PatchOutcome("stopped", action, target,
+                        printable(f"stopped {when}: {what}{at} did not return — nothing changed, the previous run "
+                                  "and its patches stay"), line=patching.patch_line(stop))
 
 
 def _failure(error: ErrorInfo) -> str:

@@ -10,6 +10,7 @@ from pathlib import PurePath
 
 from gradstep.compare import Status
 from gradstep.numfmt import fmt, shortest
+from gradstep.safe_text import printable
 from gradstep.tui.frame import INITIAL, ErrorInfo, Frame, TensorEntry
 from gradstep.tui.patching import change_text
 
@@ -77,7 +78,7 @@ def status_view(frame: Frame, hex_bits: bool = False) -> StatusView:
         divergence = f"✗ first divergence: step {step}, {tensor}"
     patches = f"patches: {', '.join(frame.patches)}" if frame.patches else ""
     # The file's name: the status line is one line at 80 columns; the title has the whole path.
-    read_only = f"read-only: {PurePath(frame.recorded_from).name}" if frame.recorded_from else ""
+    read_only = f"read-only: {printable(PurePath(frame.recorded_from).name)}" if frame.recorded_from else ""
     return StatusView(f"{frame.scenario} ({frame.variant})", position, where, losses, divergence,
                       frame.first_divergence is not None, patches, read_only)
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from gradstep.diagnosis import diagnose
 from gradstep.engine import Engine
 from gradstep.sides import ScenarioError
+from gradstep.stoppable import Stopped
 from gradstep.tui.findings import Diagnosis
 from gradstep.tui.frame import INITIAL, ErrorInfo, Frame, PhaseMap, build_frame
 from gradstep.tui.patching import PatchSession
@@ -37,6 +38,8 @@ class Debugger:
         self.generation = 0
         self.replayed = False
         self.divergence_before: tuple[int, str] | None = None
+        # A step stopped half-way inside the scenario's code (it did not return): the run cannot go on.
+        self.halted: ErrorInfo | None = None
 
     @property
     def last_step(self) -> int:
@@ -69,6 +72,16 @@ class Debugger:
         self.generation += 1
         self.replayed = True
         self.divergence_before = divergence_before
+        self.halted = None  # a replay is a run of its own, from step 0
+
+    def halt(self, view: int, stop: Stopped) -> Frame:
+        """A move stopped inside the scenario's code: say where; the engine is left half-way through a step."""
+        where = stop.where if isinstance(stop.where, ScenarioError) else None
+        self.halted = ErrorInfo(self.engine.next_step, where.side if where else "?",
+                                where.function if where else "code", where.location if where else "?",
+                                "it did not return: stopped there. The run cannot go on from a step stopped "
+                                "half-way: step back to look, or patch the formula (a patch replays from step 0)")
+        return self.show(min(view, self.last_step)).with_(error=self.halted)
 
     def show_tensor(self, step: int, key: str | None, view: int) -> Frame:
         """Go to ``step`` (running up to it if needed) with tensor ``key`` selected: a finding's evidence."""
@@ -111,6 +124,8 @@ class Debugger:
             return self.show(view + 1)
         if self.read_only:
             return self._end_of_recording()
+        if self.halted is not None:
+            return self.show(view).with_(error=self.halted)
         if self.engine.next_step >= self.engine.total_steps:
             return self.show(view).with_(notice=f"the run is over: all {self.engine.total_steps} steps are done")
         try:
@@ -148,6 +163,8 @@ class Debugger:
              cancelled: Cancelled | None, target: int | None = None) -> Frame:
         if self.read_only:
             return self._end_of_recording(until)
+        if self.halted is not None:
+            return self.show(view).with_(error=self.halted)
         if self.engine.next_step >= self.engine.total_steps:
             return self.show(view).with_(notice=f"the run is over: all {self.engine.total_steps} steps are done")
         result = self.engine.run(steps=steps, until=until, progress=progress, cancelled=cancelled)

@@ -1,18 +1,25 @@
 """Broadcasting that hides: an (N,) array against an (N, 1) one inside a function.
 
-The NumPy side's functions are re-run at the step on watched arrays (an
-ndarray subclass that notes every elementwise operation whose operands are a
-length-N vector and an (N, 1) column), and the torch side's forward and loss
-under a TorchFunctionMode that does the same. Such a result is an (N, N) table
-of every pair; reduced by a mean it is one plausible-looking, wrong number.
+The NumPy side's functions (metrics included) are re-run at the step on watched
+arrays (an ndarray subclass that notes every elementwise operation whose
+operands are a vector and a column, (N,) against (M, 1), or two operands whose
+shared length lands on different axes), and the torch side's forward and loss
+under a TorchFunctionMode that does the same. Such a result is a table of
+every pair, more elements than either input; reduced by a mean it is one
+plausible-looking, wrong number. Each is noted with the scenario file and line
+that ran it. A table past 2**24 elements is not built: the operation that would
+build it ends the watched call (the sentinel has what it needs).
 """
 
 from __future__ import annotations
 
 import copy
+import linecache
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 
 from gradstep import keys
 from gradstep.diagnosis.findings import Finding, num, shape_text
+from gradstep.diagnosis.lines import is_user_file
 from gradstep.diagnosis.probe import Probe
 from gradstep.diagnosis.replica import rng_preserved
 from gradstep.diagnosis.view import StepView
@@ -32,21 +40,56 @@ MATMUL = {"matmul", "mm", "bmm", "dot", "mv", "inner", "outer", "einsum", "tenso
           "__rmatmul__"}
 
 
+TOO_BIG = 1 << 24  # elements: a table this big is noted, not built
+
+
 @dataclass(frozen=True)
 class Broadcast:
     side: str
     function: str
     operation: str
     shapes: tuple[tuple[int, ...], tuple[int, ...]]
+    filename: str = ""
+    lineno: int = 0
+    source: str = ""
 
     @property
     def n(self) -> int:
         return max(max(s) for s in self.shapes)
 
+    @property
+    def result(self) -> tuple[int, ...]:
+        return tuple(np.broadcast_shapes(*self.shapes))
+
+    @property
+    def location(self) -> str:
+        return f"{Path(self.filename).name}:{self.lineno}" if self.filename else ""
+
 
 def vector_against_column(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     """One operand (N,), the other (N, 1), N > 1: the classic accidental outer broadcast."""
     return any(len(v) == 1 and v[0] > 1 and c == (v[0], 1) for v, c in ((a, b), (b, a)))
+
+
+def outer_broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """A result with more elements than either operand implies: a vector against a column ((N,) with (M, 1)),
+    or one length on different axes of the two operands ((N, K) with (N, 1, K)...)."""
+    try:
+        result = np.broadcast_shapes(a, b)
+    except ValueError:
+        return False
+    size = int(np.prod(result))
+    if size <= max(int(np.prod(a)), int(np.prod(b))) or min(int(np.prod(a)), int(np.prod(b))) <= 1:
+        return False
+    if any(len(v) == 1 and v[0] > 1 and len(c) == 2 and c[1] == 1 and c[0] > 1 for v, c in ((a, b), (b, a))):
+        return True
+    ra, rb = (1,) * (len(result) - len(a)) + tuple(a), (1,) * (len(result) - len(b)) + tuple(b)
+    return any(da == db > 1 and i != j for i, da in enumerate(ra) for j, db in enumerate(rb)
+               if ra[i] != rb[i] and ra[j] != rb[j])
+
+
+class _TooBig(Exception):
+    """Raised inside a watched call instead of building a table past TOO_BIG elements."""
 
 
 class _Log:
@@ -57,8 +100,23 @@ class _Log:
 def _note(operation: str, shapes: list[tuple[int, ...]]) -> None:
     if _Log.events is None or len(shapes) != 2 or operation in MATMUL:
         return
-    if vector_against_column(shapes[0], shapes[1]):
-        _Log.events.append(Broadcast(_Log.side, _Log.function, operation, (shapes[0], shapes[1])))
+    if outer_broadcast(shapes[0], shapes[1]):
+        filename, lineno = _user_line()
+        source = linecache.getline(filename, lineno).strip() if filename else ""
+        _Log.events.append(Broadcast(_Log.side, _Log.function, operation, (shapes[0], shapes[1]), filename,
+                                     lineno, source))
+        if int(np.prod(np.broadcast_shapes(*shapes))) > TOO_BIG:
+            raise _TooBig
+
+
+def _user_line() -> tuple[str, int]:
+    """The innermost frame of the scenario's own code on the stack: where the operation was written."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if is_user_file(frame.f_code.co_filename):
+            return frame.f_code.co_filename, frame.f_lineno
+        frame = frame.f_back
+    return "", 0
 
 
 class Watched(np.ndarray):
@@ -91,20 +149,11 @@ def watch(value: Any) -> Any:
 class _TorchWatch(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        result = func(*args, **kwargs)
         tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
         name = getattr(func, "__name__", str(func)).strip("_")
-        if len(tensors) == 2 and (_is_loss(name) or _square_result(result)):
+        if len(tensors) == 2:
             _note(name, [tuple(t.shape) for t in tensors])
-        return result
-
-
-def _is_loss(name: str) -> bool:
-    return "loss" in name or "cross_entropy" in name
-
-
-def _square_result(result: Any) -> bool:
-    return isinstance(result, torch.Tensor) and result.ndim == 2 and result.shape[0] == result.shape[1] > 1
+        return func(*args, **kwargs)
 
 
 @contextmanager
@@ -169,6 +218,8 @@ def _run(events: list[Broadcast], function: str, fn: Any, *args: Any) -> Any:
 def _quiet(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
+    except _TooBig:
+        return None  # the table was noted; not building it is the point
     except Exception:  # the scenario's own code on unusual arrays: nothing to learn from a failure here
         return None
 
@@ -184,20 +235,26 @@ def broadcast_findings(view: StepView, probe: Probe | None, found: list[Finding]
 def _finding(view: StepView, probe: Probe, event: Broadcast) -> Finding:
     n = event.n
     (a, b) = event.shapes
+    result = shape_text(event.result)
     op = SYMBOLS.get(event.operation, event.operation)
     phase = event.function.split(".")[1]
     phases = {"forward": ("forward",), "loss": ("loss",), "backward": ("grad",), "update": ("update", "after"),
               "step": ("forward", "loss", "grad", "update", "after")}.get(phase, ())
     explained = view.diverged_in(*phases)[:3] if phases else []
-    cause = (f"{event.function} broadcasts a {shape_text(a)} array against a {shape_text(b)} one in `{op}`: the result "
-             f"is a ({n}, {n}) table of every pair, not {n} values, and a mean over it is a plausible-looking wrong "
-             "number. Give both operands the same shape (reshape(-1, 1) or ravel()).")
+    where = f"{event.function}, {event.location} `{event.source}`" if event.location else event.function
+    cause = (f"{where} broadcasts a {shape_text(a)} array against a {shape_text(b)} one in `{op}`: the result is "
+             f"a {result} table of every pair, not one value per sample, and a mean over it is a plausible-looking "
+             "wrong number. Give both operands the same shape (reshape(-1, 1) or ravel()).")
     evidence = [f"{event.function}, step {view.step}: {event.operation} of {shape_text(a)} and {shape_text(b)} "
-                f"gives ({n}, {n})"]
+                f"gives {result}" + (f" at {event.location}" if event.location else "")]
+    if int(np.prod(event.result)) > TOO_BIG:
+        evidence.append(f"{result} is {int(np.prod(event.result))} elements: the sentinel noted it without building "
+                        "it")
     evidence += _metric_evidence(probe) if phase == "metrics" else []
-    return Finding(rule="broadcast", cause=cause, evidence=tuple(evidence), confidence=0.85 if explained else 0.75,
-                   step=view.step, tensor=explained[0] if explained else None, side=event.side,
-                   function=event.function, tensors=tuple(explained), values={"n": n})
+    return Finding(rule="broadcast", cause=cause, evidence=tuple(evidence), confidence=0.9, step=view.step,
+                   tensor=explained[0] if explained else None, side=event.side, function=event.function,
+                   tensors=tuple(explained), values={"n": n, "outer": 1.0}, file=event.filename or None,
+                   line=event.lineno or None)
 
 
 def _metric_evidence(probe: Probe) -> list[str]:

@@ -205,30 +205,34 @@ def _promotion_finding(view: StepView, name: str, start: np.dtype, end: np.dtype
 
 
 def integer_findings(view: StepView, probe: Probe | None, found: list[Finding]) -> list[Finding]:
-    out = []
+    out, covered = [], set()
     for key in view.order:
         phase = view.phase(key)
         mine, theirs = view.free_numpy.get(key), view.torch.get(key)
-        if phase == "input" or mine is None or _dtype(mine).kind not in "iub":
+        if phase == "input" or key in covered or mine is None or _dtype(mine).kind not in "iub":
             continue
         if theirs is not None and _dtype(theirs).kind in "iub":
             continue
-        out.append(_integer_finding(view, key, phase, _dtype(mine), theirs))
+        # An integer initial weight stays integer through every in-place update: one cause, in init.
+        later = [keys.after(keys.base_name(key))] if phase == "before" else []
+        covered.update(later)
+        out.append(_integer_finding(view, key, phase, _dtype(mine), theirs, later))
         if len(out) >= 3:
             break
     return out
 
 
-def _integer_finding(view: StepView, key: str, phase: str, dtype: np.dtype, theirs: object) -> Finding:
+def _integer_finding(view: StepView, key: str, phase: str, dtype: np.dtype, theirs: object,
+                     later: list[str]) -> Finding:
     function = function_for("numpy", phase)
     other = f"torch has {_dtype(theirs)}" if theirs is not None else "torch has no such tensor"
     cause = (f"numpy {key} is an integer array ({dtype}) where floats were meant ({other}): values are truncated "
              f"to whole numbers. Look for np.zeros_like / np.empty_like of an integer array, an integer init, or "
              f".astype(int) in {function}.")
-    diverged = key in view.diverged or arrays_differ(view, key)
+    explained = [k for k in [key, *later] if k in view.diverged or arrays_differ(view, k)]
     return Finding(rule="integer", cause=cause, evidence=(f"numpy {key}: dtype {dtype}; {other}",),
-                   confidence=0.85 if diverged else 0.55, step=view.step, tensor=key, side="numpy",
-                   function=function, tensors=(key,) if diverged else ())
+                   confidence=0.85 if explained else 0.55, step=view.step, tensor=key, side="numpy",
+                   function=function, tensors=tuple(explained))
 
 
 def arrays_differ(view: StepView, key: str) -> bool:

@@ -124,7 +124,8 @@ def _group_finding(view: StepView, probe: Probe | None, group: RatioGroup) -> Fi
         rule="ratio", cause=cause, evidence=tuple(evidence), confidence=confidence, step=view.step,
         tensor=grads[0] if grads else group.keys[0], side=blame.side, function=blame.function,
         tensors=tuple(group.keys + after),
-        values={"ratio": r, "measured_ratio": group.ratio, **({"loss_ratio": loss_ratio} if loss_ratio else {})},
+        values={"ratio": r, "measured_ratio": group.ratio, "reading": 1.0 if meaning else 0.0,
+                **({"loss_ratio": loss_ratio} if loss_ratio else {})},
     )
 
 
@@ -142,8 +143,8 @@ def _blame(view: StepView, probe: Probe | None, weights: list[str], r: float) ->
         return Blame(None, None, "", [])
     checks = [c for w in weights for c in (probe.gradcheck_of(view.step, "numpy", w),
                                            probe.gradcheck_of(view.step, "torch", w)) if c is not None]
-    numpy_bad = [c for c in checks if c.side == "numpy" and not c.matches]
-    torch_bad = [c for c in checks if c.side == "torch" and not c.matches]
+    numpy_bad = [c for c in checks if c.side == "numpy" and c.differs]
+    torch_bad = [c for c in checks if c.side == "torch" and c.convicts]  # overwhelming evidence only
     numpy_ok = any(c.side == "numpy" and c.matches for c in checks)
     torch_ok = any(c.side == "torch" and c.matches for c in checks)
     evidence = [gradcheck_line(c) for c in (numpy_bad or torch_bad or checks)[:3]]
@@ -166,10 +167,17 @@ def _by(checks: list[GradCheck]) -> str:
 
 
 def gradcheck_line(c: GradCheck) -> str:
-    verdict = "matches" if c.matches else "does not match"
+    verdict = {"matches": "matches", "differs": "does not match"}.get(c.verdict, "no verdict")
     ratio = f", ratio {num(c.ratio)}" if c.ratio is not None else ""
+    undecided = []
+    if c.kinks:
+        undecided.append(f"{c.kinks} at a kink: no verdict from finite differences there")
+    if c.unsettled:
+        undecided.append(f"{c.unsettled} where two step sizes disagree")
+    extra = f"; {', '.join(undecided)}" if undecided else ""
     return (f"finite differences of {c.side}.loss at {element(c.weight, c.index)}: {num(c.finite_difference)}; "
-            f"{c.side} gives {num(c.given)} — {verdict} ({c.checked} of {c.size} elements checked{ratio})")
+            f"{c.side} gives {num(c.given)} — {verdict} ({c.checked} of {c.size} elements checked{ratio}{extra}; "
+            "steps h and h/10 relative to each element, float64)")
 
 
 def _loss_ratio(view: StepView) -> float | None:

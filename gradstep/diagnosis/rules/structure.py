@@ -11,9 +11,11 @@ import torch
 
 from gradstep import keys
 from gradstep.compare import Status
+from gradstep.diagnosis.budget import BIG
 from gradstep.diagnosis.findings import Finding, num, shape_text
 from gradstep.diagnosis.numeric import agreement_tolerance, arrays_close
 from gradstep.diagnosis.probe import Probe
+from gradstep.diagnosis.replica import NumpyReplica, loss_dict, rng_preserved
 from gradstep.diagnosis.rules.dtypes import rounded_copy
 from gradstep.diagnosis.view import StepView
 from gradstep.diagnosis.words import function_for, join_names, worst_line
@@ -152,6 +154,8 @@ def layout_findings(view: StepView, probe: Probe | None, found: list[Finding]) -
             out.append(_layout_finding(view, key, relation))
     if not out and probe is not None:
         out += _mapping_transposed(view, probe)
+    if not out and probe is not None:
+        out += _backward_transposed(view, probe)
     return out
 
 
@@ -164,17 +168,28 @@ def _direct_pair(view: StepView, key: str) -> tuple[np.ndarray, np.ndarray] | No
 
 def layout_relation(a: np.ndarray | None, b: np.ndarray | None) -> str | None:
     """How ``a`` becomes ``b`` (same elements): ``"transposed"``, ``"axes permuted (1, 0, 2)"``,
-    ``"rows permuted [...]"``, ``"the same values in another order"``; None if it does not."""
+    ``"rows permuted [...]"``, ``"the same values in another order"``; None if it does not.
+
+    Linear in the elements (a sort of the rows' projections for a permutation of
+    rows or columns; a sort of all values, the weakest reading, only below BIG).
+    """
     if a is None or b is None:
         return None
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.size < 2 or a.size != b.size or arrays_close(a, b.reshape(a.shape), 1e-12):
         return None
     tol = agreement_tolerance(a, b)
+    screen = _screen(a.size)
     for relation, candidate in _rearrangements(a):
-        if candidate.size == b.size and arrays_close(candidate.reshape(b.shape), b, tol):
+        if candidate.size == b.size and _sample_close(candidate.reshape(b.shape), b, tol, screen) and \
+                arrays_close(candidate.reshape(b.shape), b, tol):
             return relation
-    if arrays_close(np.sort(a.reshape(-1)), np.sort(b.reshape(-1)), tol) and len(np.unique(a)) > 1:
+    if a.ndim == 2 and a.shape == b.shape:
+        for axis, what in ((0, "rows"), (1, "columns")):
+            order = _permutation(a, b, axis, tol)
+            if order is not None:
+                return f"with its {what} {_order_text(order)}"
+    if a.size <= BIG and len(np.unique(a)) > 1 and arrays_close(np.sort(a.reshape(-1)), np.sort(b.reshape(-1)), tol):
         return "the same values in another order"
     return None
 
@@ -184,19 +199,50 @@ def _rearrangements(a: np.ndarray):
         for perm in itertools.permutations(range(a.ndim)):
             if perm != tuple(range(a.ndim)):
                 yield ("transposed" if a.ndim == 2 else f"with its axes permuted {perm}"), np.transpose(a, perm)
-    if a.ndim == 2:
-        for axis, what in ((0, "rows"), (1, "columns")):
-            for order in _orders(a.shape[axis]):
-                yield f"with its {what} taken in the order {order}", np.take(a, order, axis=axis)
     yield "read in Fortran (column-major) order", a.reshape(-1, order="F")
 
 
-def _orders(n: int) -> list[list[int]]:
-    if n < 2:
-        return []
-    orders = [list(range(n - 1, -1, -1))]
-    orders += [list(np.roll(np.arange(n), s)) for s in range(1, n)]
-    return [[int(i) for i in o] for o in orders]
+def _screen(size: int) -> np.ndarray | None:
+    """Fixed positions to compare first in a big tensor: most candidates fail there, at no cost."""
+    return np.random.default_rng(size).choice(size, 4096, replace=False) if size > BIG else None
+
+
+def _sample_close(a: np.ndarray, b: np.ndarray, tol: float, screen: np.ndarray | None) -> bool:
+    if screen is None:
+        return True
+    fa, fb = (x[np.unravel_index(screen, x.shape)] for x in (a, b))  # no copy of a transposed view
+    scale = max(float(np.max(np.abs(fa), initial=0.0)), float(np.max(np.abs(fb), initial=0.0)))
+    return bool(np.max(np.abs(fa - fb), initial=0.0) <= 2 * tol * scale)
+
+
+def _permutation(a: np.ndarray, b: np.ndarray, axis: int, tol: float) -> list[int] | None:
+    """The order of ``a``'s rows (axis 0) or columns (axis 1) that gives ``b``, if one does: rows matched by
+    their projection on a fixed random direction, sorted, then checked whole."""
+    a2, b2 = (a, b) if axis == 0 else (a.T, b.T)
+    if a2.shape[0] < 2:
+        return None
+    direction = np.random.default_rng(0).standard_normal(a2.shape[1])
+    pa, pb = a2 @ direction, b2 @ direction
+    sa, sb = np.argsort(pa, kind="stable"), np.argsort(pb, kind="stable")
+    if not arrays_close(pa[sa], pb[sb], tol * 10):
+        return None  # the rows' projections are not the same multiset: no order of rows gives b
+    order = np.empty(len(sa), dtype=np.int64)
+    order[sb] = sa  # b's row i is a's row order[i]
+    if np.array_equal(order, np.arange(len(order))) or not arrays_close(a2[order], b2, tol):
+        return None
+    return [int(i) for i in order]
+
+
+def _order_text(order: list[int]) -> str:
+    n = len(order)
+    if order == list(range(n - 1, -1, -1)):
+        return "in reverse order"
+    if n <= 16:
+        return f"taken in the order {order}"
+    shift = (order[0]) % n
+    if order == [(i + shift) % n for i in range(n)]:
+        return f"rolled by {shift}"
+    return "in another order"
 
 
 def _layout_finding(view: StepView, key: str, relation: str) -> Finding:
@@ -242,6 +288,73 @@ def _mapping_transposed(view: StepView, probe: Probe) -> list[Finding]:
                           f"float64 torch re-run with {name} transposed: {target} equals NumPy's"),
                 tensors=(target,)))
     return out
+
+
+def _backward_transposed(view: StepView, probe: Probe) -> list[Finding]:
+    """A square weight used untransposed in the NumPy backward pass (``dz @ W`` for ``dz @ W.T``): the NumPy
+    backward re-run in float64 with that weight transposed gives torch's gradients."""
+    grads = view.diverged_in("grad")
+    if not grads or view.diverged_in("forward", "loss"):
+        return []
+    rerun = NumpyRerun(probe, view.step)
+    base, fresh = rerun.outputs(), probe.torch_fresh(view.step)
+    differing = [k for k in grads if k in base and k in fresh and not _same64(base[k], fresh[k])]
+    if not differing:
+        return []
+    for name, w in rerun.weights.items():
+        if w.ndim != 2 or w.shape[0] != w.shape[1] or w.shape[0] < 2 or np.array_equal(w, w.T):
+            continue
+        swapped = rerun.outputs(backward_weights={**rerun.weights, name: np.ascontiguousarray(w.T)})
+        if swapped is None or all(_same64(swapped[k], base[k]) for k in differing):
+            continue  # the control: a weight the gradients do not read says nothing
+        if all(k in swapped and _same64(swapped[k], fresh[k]) for k in differing):
+            return [_backward_layout_finding(view, probe, name, differing)]
+    return []
+
+
+def _backward_layout_finding(view: StepView, probe: Probe, name: str, differing: list[str]) -> Finding:
+    torch_name = probe.torch_names(name)[0]
+    after = [keys.after(keys.base_name(k)) for k in differing if keys.after(keys.base_name(k)) in view.diverged]
+    cause = (f"numpy.backward uses the square weight {name} untransposed where the gradient needs {name}.T "
+             f"(dh = dz @ {name} for dz @ {name}.T): with {name} transposed in the backward pass only, NumPy's "
+             f"{join_names(differing)} equal torch's. A square weight cannot show the mistake by its shape.")
+    evidence = (worst_line(view.comparisons[differing[0]]),
+                f"NumPy's forward and backward re-run in float64 from torch's weights, {name} (torch {torch_name}) "
+                f"transposed in numpy.backward only: {join_names(differing)} agree with torch's to 1e-9",
+                f"the control: with {name} as it is they do not, and transposing it changes them")
+    return Finding(rule="layout", cause=cause, evidence=evidence, confidence=0.93, step=view.step,
+                   tensor=differing[0], side="numpy", function="numpy.backward", tensors=(*differing, *after))
+
+
+def _same64(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.size == b.size and arrays_close(a.reshape(-1), b.reshape(-1), 1e-9)
+
+
+class NumpyRerun:
+    """NumPy's forward, loss and backward in float64 from torch's weights at a step; the backward may be given
+    other weights than the forward."""
+
+    def __init__(self, probe: Probe, step: int):
+        record = probe.record(step)
+        names = probe.engine.live.numpy_weight_names(record)
+        start = {n: record.torch.get(keys.before(n), record.numpy[keys.before(n)]) for n in names}
+        self.replica = NumpyReplica(probe.engine, record, start)
+        self.weights = self.replica.weights
+
+    def outputs(self, backward_weights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray] | None:
+        fns, hp, batch = self.replica.fns, self.replica.hp, self.replica.batch
+        try:
+            with rng_preserved(), np.errstate(all="ignore"):
+                weights = {n: w.copy() for n, w in self.weights.items()}
+                acts = dict(fns.forward(weights, batch, hp))
+                out = {n: np.asarray(v) for n, v in acts.items()}
+                out.update({n: np.asarray(v) for n, v in loss_dict(fns.loss(acts, batch, hp)).items()})
+                grads = fns.backward(backward_weights or weights, acts, batch, hp)
+                out.update({keys.grad(n): np.asarray(g) for n, g in grads.items()})
+        except Exception:  # the scenario's code on transposed weights may fail: then it says nothing
+            return None
+        return out
 
 
 @contextmanager

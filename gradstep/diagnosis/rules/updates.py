@@ -22,13 +22,15 @@ import numpy as np
 
 from gradstep import keys
 from gradstep.diagnosis.findings import Finding, num
-from gradstep.diagnosis.numeric import agreement_tolerance, close, fit_coefficient, lower_eps
+from gradstep.diagnosis.numeric import agreement_tolerance, close, constant_ratio, fit_coefficient, lower_eps
+from gradstep.diagnosis.optimizers import RuleFit, Settings, first_fit, schedule_shift, settings_from
 from gradstep.diagnosis.probe import Probe
 from gradstep.diagnosis.rules.ratios import gradcheck_line
 from gradstep.diagnosis.view import StepView
 from gradstep.diagnosis.words import factor_text, join_names, nice, worst_line
 
 FIT_STEPS = 8
+MAX_FIT_STEPS = 64  # a bound on the records a fit reads: the rule is the same at every step
 MODELS = (("g",), ("g", "prev"), ("g", "w"), ("g", "prev", "w"))
 
 
@@ -51,6 +53,8 @@ def update_rule_findings(view: StepView, probe: Probe | None, found: list[Findin
     out = []
     for name in view.weights:
         after, grad = keys.after(name), keys.grad(name)
+        if any(np.asarray(view.free_numpy.get(k, 0.0)).dtype.kind in "iub" for k in (keys.before(name), after)):
+            continue  # the control: integer weights truncate every update; the integer rule says so
         if after in view.diverged and view.agrees(grad):
             finding = _compare_updates(view, probe, name)
             if finding is not None:
@@ -72,12 +76,14 @@ def fit_update(deltas: list[np.ndarray], grads: list[np.ndarray], weights: list[
         return None
     for model in MODELS:
         x = np.stack([features[f] for f in model], axis=1)
-        if len(d) < len(model) or np.linalg.matrix_rank(x) < len(model):
+        # Two equations more than unknowns at least: a one-element bias over three steps fits anything exactly.
+        if len(d) < len(model) + 2 or np.linalg.matrix_rank(x) < len(model):
             continue
         beta, *_ = np.linalg.lstsq(x, d, rcond=None)
         residual = float(np.max(np.abs(x @ beta - d))) / scale
-        if residual <= tol:
-            coef = dict(zip(model, (float(b) for b in beta), strict=True))
+        coef = dict(zip(model, (float(b) for b in beta), strict=True))
+        plausible = coef["g"] < 0 and -1e-9 <= coef.get("prev", 0.0) <= 1.0 + 1e-9
+        if residual <= tol and plausible:
             c = coef["g"]
             return UpdateFit(lr=-c, momentum=coef.get("prev", 0.0), weight_decay=coef.get("w", 0.0) / c if c else 0.0,
                              residual=residual)
@@ -114,10 +120,12 @@ def _fits(probe: Probe, name: str, side: str, steps: range) -> dict[str, UpdateF
 
 
 def _compare_updates(view: StepView, probe: Probe, name: str) -> Finding | None:
-    steps = range(0, min(probe.steps_run, max(view.step + 1, FIT_STEPS)))
+    steps = range(0, min(probe.steps_run, max(view.step + 1, FIT_STEPS), MAX_FIT_STEPS))
     numpy_fits, torch_fits = _fits(probe, name, "numpy", steps), _fits(probe, name, "torch", steps)
     if numpy_fits is None or torch_fits is None:
         return None
+    if any(f is None for f in [*numpy_fits.values(), *torch_fits.values()]):
+        return _compare_rules(view, probe, name, steps)  # not SGD at one rate on some side: the wider families
     differences, sides = [], set()
     for piece in numpy_fits:
         a, b = numpy_fits[piece], torch_fits.get(piece)
@@ -227,6 +235,138 @@ def _fit_values(numpy_fits: dict, torch_fits: dict) -> dict[str, float]:
     return out
 
 
+# ---- rules beyond SGD at one rate: Adam, RMSprop, Adagrad, schedules ------------------------
+
+
+def _rule_fits(probe: Probe, name: str, side: str, steps: range, settings: Settings) -> dict[str, RuleFit | None]:
+    deltas, grads, weights = _side_series(probe, side, name, steps)
+    afters = [d + w for d, w in zip(deltas, weights, strict=True)]
+    eps = lower_eps(*[np.asarray(getattr(probe.record(s), side)[keys.after(name)]) for s in steps[:1]])
+    noise = [4 * eps * (np.abs(w) + np.abs(a)) for w, a in zip(weights, afters, strict=True)]
+    names = probe.torch_names(name)
+
+    def piece(arrays: list[np.ndarray], i: int) -> list[np.ndarray]:
+        return [x if len(names) == 1 else probe.pieces(name, x)[i][1] for x in arrays]
+
+    return {t: first_fit(piece(deltas, i), piece(grads, i), piece(weights, i), settings, piece(noise, i))
+            for i, t in enumerate(names)}
+
+
+def _compare_rules(view: StepView, probe: Probe, name: str, steps: range) -> Finding | None:
+    optimizer = probe.engine.live.torch.optimizer
+    settings = settings_from(optimizer, probe.hyper())
+    numpy_fits = _rule_fits(probe, name, "numpy", steps, settings)
+    torch_fits = _rule_fits(probe, name, "torch", steps, settings)
+    differences, sides, values = [], [], {}
+    for piece, a in numpy_fits.items():
+        b = torch_fits.get(piece)
+        text, side = _rule_difference(piece, a, b, probe, settings)
+        if text:
+            differences.append(text)
+            sides.append(side)
+        for who, fit in (("numpy", a), ("torch", b)):
+            if fit is not None:
+                values.update({f"{who} {piece} {k}": float(v) for k, v in fit.rule.constants.items()})
+                values[f"{who} {piece} lr"] = float(fit.lrs[0])
+    if not differences:
+        return None
+    side = sides[0] if len(set(sides)) == 1 else "both"
+    side = None if side == "none" else side
+    evidence = [worst_line(view.comparisons[keys.after(name)]),
+                f"grad {name} agrees: {worst_line(view.comparisons[keys.grad(name)])}"]
+    evidence += [_rule_line(w, p, f) for w, fits in (("numpy", numpy_fits), ("torch", torch_fits))
+                 for p, f in fits.items()]
+    first_step = _first_step_ratio(probe, name, steps)
+    evidence += first_step
+    cause = f"the gradients of {name} agree but the updates do not: " + "; ".join(differences) + "."
+    if first_step and "Adam's first step" in first_step[0]:
+        cause += f" {first_step[0][0].upper()}{first_step[0][1:]}."
+    function = {"numpy": "numpy.update", "torch": "torch.optimizer" if optimizer is not None else "torch.update"
+                }.get(side or "")
+    return Finding(rule="update-rule", cause=cause, evidence=tuple(evidence), confidence=0.88 if side else 0.6,
+                   step=view.step, tensor=keys.after(name), side=side, function=function,
+                   tensors=(keys.after(name),), values=values)
+
+
+def _rule_difference(piece: str, a: RuleFit | None, b: RuleFit | None, probe: Probe, settings: Settings
+                     ) -> tuple[str, str]:
+    known = "SGD (momentum, dampening, Nesterov, weight decay), Adam/AdamW, RMSprop or Adagrad"
+    if a is None and b is None:
+        return f"neither side's update of {piece} is {known}", "none"
+    if a is None or b is None:
+        which = "NumPy" if a is None else "torch"
+        return f"{which}'s update of {piece} is none of {known} (clipping? a rule of its own?)", which.lower()
+    if a.rule.name != b.rule.name or a.rule.constants != b.rule.constants:
+        at_fault = _rule_at_fault(a, b, settings)
+        return (f"{piece}: NumPy's update is {_rule_text(a)}, torch's {_rule_text(b)}", at_fault)
+    shift = schedule_shift(a.lrs, b.lrs, probe.engine.steps_per_epoch)
+    if shift is not None:
+        epoch = probe.engine.steps_per_epoch
+        span = (("an epoch" if abs(shift) == epoch and epoch > 1 else "a step") +
+                (f" ({abs(shift)} steps)" if abs(shift) > 1 else ""))
+        ahead = "NumPy's" if shift > 0 else "torch's"
+        return (f"{piece}: both are {a.rule.name}, but {ahead} learning-rate schedule runs {span} early: NumPy's "
+                f"rates {_rates(a.lrs)} against torch's {_rates(b.lrs)}", "numpy" if shift > 0 else "torch")
+    ratio = a.lrs / b.lrs
+    if np.allclose(ratio, ratio[0], rtol=1e-6) and not close(ratio[0], 1.0, 1e-6):
+        hp = _hyper_values(probe).get("lr")
+        return (f"{piece}: both are {a.rule.name}, with learning rate {nice(a.lrs[0])} on the NumPy side and "
+                f"{nice(b.lrs[0])} on torch's (NumPy's steps are {factor_text(ratio[0])}× torch's)",
+                _off_hp(a.lrs[0], b.lrs[0], hp) if hp is not None else "numpy")
+    if not np.allclose(a.lrs, b.lrs, rtol=1e-6):
+        return (f"{piece}: both are {a.rule.name}, with learning rates that differ from step to step: NumPy's "
+                f"{_rates(a.lrs)}, torch's {_rates(b.lrs)}", "numpy")
+    return "", ""
+
+
+def _rule_at_fault(a: RuleFit, b: RuleFit, settings: Settings) -> str:
+    """torch's optimizer is the reference when its rule is the one torch's optimizer class implements."""
+    if settings.preferred and b.rule.family == settings.preferred and a.rule.family != settings.preferred:
+        return "numpy"
+    if settings.preferred and a.rule.family == settings.preferred and b.rule.family != settings.preferred:
+        return "torch"
+    return "numpy" if settings.preferred else "both"
+
+
+def _rule_text(fit: RuleFit) -> str:
+    consts = ", ".join(f"{GREEK.get(k, k)} {nice(v)}" for k, v in fit.rule.constants.items())
+    rate = f"lr {nice(fit.lrs[0])}" if fit.constant_lr else f"lr per step {_rates(fit.lrs)}"
+    return f"{fit.rule.name} ({', '.join(p for p in (rate, consts) if p)})"
+
+
+GREEK = {"beta1": "β1", "beta2": "β2", "eps": "ε", "alpha": "α", "weight_decay": "weight decay"}
+
+
+def _rates(lrs: np.ndarray) -> str:
+    shown = ", ".join(nice(float(x)) for x in lrs[:6])
+    return f"[{shown}{', …' if len(lrs) > 6 else ''}]"
+
+
+def _rule_line(side: str, piece: str, fit: RuleFit | None) -> str:
+    if fit is None:
+        return f"{side} {piece}: no rule fits its updates"
+    return (f"{side} {piece}: Δw = −lr·d with d from {_rule_text(fit)}, fitted step by step over its own run "
+            f"(residual {num(fit.residual)} of the update's scale)")
+
+
+def _first_step_ratio(probe: Probe, name: str, steps: range) -> list[str]:
+    """At step 0 both start from the same state: NumPy's update / torch's, when it is one number."""
+    if not len(steps):
+        return []
+    record = probe.record(steps[0])
+    d = [np.asarray(getattr(record, s)[keys.after(name)], dtype=np.float64) -
+         np.asarray(getattr(record, s)[keys.before(name)], dtype=np.float64) for s in ("numpy", "torch")]
+    r = constant_ratio(d[0], d[1], 1e-3)  # to 1e-3: ε shifts the smallest elements a little
+    if r is None or close(r, 1.0, 1e-3):
+        return []
+    return [f"at step {steps[0]} NumPy's update is {num(float(f'{r:.5g}'))}× torch's for every element of {name}"
+            + (" = (1 − β1)/√(1 − β2), Adam's first step without bias correction" if _adam_first(r) else "")]
+
+
+def _adam_first(r: float) -> bool:
+    return any(close(r, (1 - b1) / np.sqrt(1 - b2), 1e-3) for b1, b2 in ((0.9, 0.999), (0.9, 0.99), (0.5, 0.999)))
+
+
 # ---- an L2 penalty in one side's gradient --------------------------------------------------
 
 
@@ -254,21 +394,76 @@ def _penalty(view: StepView, probe: Probe | None, name: str, pair: tuple[np.ndar
     named = _named_hyper(view, abs(k)) if k is not None else None
     if k is None or (fit_coefficient(g_np - g_t, w, noise, 1e-3, support=2) is None and not named):
         return None  # one number is proportional to anything: only a known penalty makes it a reading
-    side = "numpy" if k > 0 else "torch"
+    if probe is not None and _accumulated(view, probe, name, g_np - g_t, noise):
+        return None  # the control: from a zero start, an unzeroed gradient is k·w with k = 1/lr
+    side, function, blame = _penalty_blame(view, probe, name, k)
     pieces = _piece_coefficients(probe, name, g_np - g_t, w, noise) if probe is not None else {}
-    amount = f"{named[0]}·{name} ({named[0]} = {num(named[1])})" if named else f"{nice(abs(k))}·{name}"
-    cause = (f"the {'NumPy' if side == 'numpy' else 'torch'} gradient of {name} is the other side's plus {amount}: "
-             f"an L2 penalty's gradient added on the {side} side only{_bias_clause(name, pieces, k)}. Apply the same "
-             "penalty on both sides (and decide whether the bias is penalised).")
+    base = named[0].removeprefix("2·") if named else ""
+    amount = f"{named[0]}·{name} ({base} = {num(named[1])})" if named else f"{nice(abs(k))}·{name}"
+    bigger = "NumPy" if k > 0 else "torch"
+    cause = f"the {bigger} gradient of {name} is the other side's plus {amount}{_bias_clause(name, pieces, k)}: "
+    cause += blame or (f"an L2 penalty's gradient added on the {bigger} side only. Apply the same penalty on both "
+                       "sides (and decide whether the bias is penalised).")
     evidence = [worst_line(view.comparisons[keys.grad(name)]),
                 f"numpy − torch = k·{name} with k = {num(k)} for every element (within the gradients' rounding)"]
     evidence += [f"{p}: k = {num(v) if v is not None else 'no single k'}" for p, v in pieces.items()]
-    check = probe.gradcheck_of(view.step, side, name) if probe is not None else None
-    evidence += [gradcheck_line(check)] if check is not None else []
+    for who in ("numpy", "torch"):
+        check = probe.gradcheck_of(view.step, who, name) if probe is not None else None
+        evidence += [gradcheck_line(check)] if check is not None else []
+    if probe is not None and view.step > 0:
+        evidence.append("the control: the difference is not the previous step's gradient (no accumulation)")
     return Finding(rule="penalty", cause=cause, evidence=tuple(evidence), confidence=0.9, step=view.step,
-                   tensor=keys.grad(name), side=side, function=f"{side}.backward" if side == "numpy" else "torch.loss",
+                   tensor=keys.grad(name), side=side, function=function,
                    tensors=(keys.grad(name), keys.after(name)),
-                   values={"k": k, **({named[0]: named[1]} if named else {})})
+                   values={"k": k, **({base: named[1]} if named else {})})
+
+
+def _penalty_blame(view: StepView, probe: Probe | None, name: str, k: float) -> tuple[str, str, str]:
+    """(side, function, sentence): finite differences decide when one side's gradient is not its loss's."""
+    by_sign = "numpy" if k > 0 else "torch"
+    default = (by_sign, "numpy.backward" if by_sign == "numpy" else "torch.loss", "")
+    if probe is None:
+        return default
+    mine, theirs = probe.gradcheck_of(view.step, "numpy", name), probe.gradcheck_of(view.step, "torch", name)
+    if mine is not None and theirs is not None and mine.differs and theirs.matches:
+        return ("numpy", "numpy.backward", "finite differences say NumPy's gradient is the wrong one — it is not the "
+                "derivative of numpy.loss, and torch's is torch.loss's: the L2 term in numpy.backward does not match "
+                f"the penalty in numpy.loss (off by {nice(k)}·{name}; the derivative of λ·Σw² is 2λw).")
+    if mine is not None and theirs is not None and theirs.differs and mine.matches and theirs.fresh_matches is False:
+        return ("torch", "torch.backward", "finite differences say torch's gradient is not torch.loss's.")
+    if mine is not None and theirs is not None and mine.matches and theirs.matches and \
+            _loss_has_penalty(view, probe, name, k):
+        return (by_sign, f"{by_sign}.loss", f"an L2 penalty in {by_sign}.loss and its gradient, on the {by_sign} side "
+                "only: each gradient is its own loss's (finite differences). Apply the same penalty on both sides "
+                "(and decide whether the bias is penalised).")
+    return default
+
+
+def _loss_has_penalty(view: StepView, probe: Probe, name: str, k: float) -> bool:
+    """Do the losses (float64 re-runs from the same weights) differ by k/2·Σw², the penalty whose gradient is k·w?"""
+    try:
+        mine, theirs = probe.numpy_float64(view.step), probe.torch_fresh(view.step)
+    except Exception:  # the re-runs are optional evidence
+        return False
+    if "loss" not in mine or "loss" not in theirs:
+        return False
+    record = probe.record(view.step)
+    w = np.asarray(record.torch.get(keys.before(name), record.numpy[keys.before(name)]), dtype=np.float64)
+    expected = k / 2 * float(np.sum(w * w))
+    difference = float(np.sum(np.asarray(mine["loss"], dtype=np.float64)) - np.sum(np.asarray(theirs["loss"])))
+    return expected != 0 and close(difference, expected, 1e-6)
+
+
+def _accumulated(view: StepView, probe: Probe, name: str, difference: np.ndarray, noise: np.ndarray) -> bool:
+    """Is numpy − torch the previous step's torch gradient, negated (torch's never zeroed)?"""
+    if view.step == 0:
+        return False
+    previous = probe.record(view.step - 1).torch.get(keys.grad(name))
+    if previous is None or np.size(previous) != difference.size:
+        return False
+    p = np.asarray(previous, dtype=np.float64).reshape(difference.shape)
+    scale = float(np.max(np.abs(p), initial=0.0))
+    return scale > 0 and bool(np.all(np.abs(difference + p) <= 10 * noise + 1e-6 * scale))
 
 
 def _bias_clause(name: str, pieces: dict[str, float | None], k: float) -> str:
@@ -287,9 +482,19 @@ def _piece_coefficients(probe: Probe, name: str, d: np.ndarray, w: np.ndarray, n
             for (p, dp), (_, wp), (_, npart) in zip(d_parts, w_parts, n_parts, strict=True)}
 
 
+PENALTY_NAMES = ("l2", "lam", "lambda", "penalty", "decay", "reg", "wd", "alpha", "beta", "ridge")
+
+
 def _named_hyper(view: StepView, value: float) -> tuple[str, float] | None:
-    """The hyper-parameter whose value ``value`` is (to 0.1%), e.g. ("l2_penalty", 0.0001)."""
+    """The penalty-like hyper-parameter whose value ``value`` is (to 0.1%), or twice it (the derivative of
+    λ·Σw²): ("l2_penalty", 0.0001), ("2·alpha", 0.1). The control: a batch size or a learning rate that
+    happens to equal it is no reading."""
     for n, v in view.hyper.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0 and close(float(v), value, 1e-3):
-            return n, float(v)
+        if not any(word in n.lower() for word in PENALTY_NAMES):
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0:
+            if close(float(v), value, 1e-3):
+                return n, float(v)
+            if close(2 * float(v), value, 1e-3):
+                return f"2·{n}", float(v)
     return None

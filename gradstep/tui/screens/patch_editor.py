@@ -18,8 +18,10 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.timer import Timer
 from textual.widgets import Footer, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 from textual.widgets.text_area import Selection
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from gradstep.tui.app import GradstepApp
 
 COMPACT_WIDTH = 100
+DRAFT_DELAY = 0.4  # seconds after the last key before the text typed is written to the drafts file
 
 
 class PatchText(TextArea):
@@ -83,12 +86,15 @@ class PatchText(TextArea):
 class PatchEditor(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = EDITOR_BINDINGS
 
-    def __init__(self, session: PatchSession, target: str, scenario: str) -> None:
+    def __init__(self, session: PatchSession, target: str, scenario: str, row: int | None = None) -> None:
+        """``row``: the line to open on (from 0), the one the diagnosis points at."""
         super().__init__()
         self.session = session
         self.target = target
         self.scenario = scenario
         self.error_line: int | None = None
+        self.row = row
+        self._draft_timer: Timer | None = None
 
     @property
     def gradstep(self) -> GradstepApp:
@@ -113,6 +119,8 @@ class PatchEditor(Screen[None]):
         self._title()
         self.hint()
         self.text_area.focus()
+        if self.row is not None and 0 <= self.row < self.text_area.document.line_count:
+            self.text_area.move_cursor((self.row, 0), center=True)
 
     def on_resize(self, event) -> None:
         self._layout(event.size.width)
@@ -169,6 +177,31 @@ class PatchEditor(Screen[None]):
         message.set_class(error, "-error")
         message.update(text)
 
+    # ---- the text typed, kept on disk as it is typed ----------------------------------
+    @on(TextArea.Changed, "#patch-text")
+    def _typed(self) -> None:
+        if self._draft_timer is not None:
+            self._draft_timer.stop()
+        self._draft_timer = self.set_timer(DRAFT_DELAY, self.keep_draft)
+
+    def keep_draft(self) -> None:
+        """The editor's text as the formula's draft, on disk: a crash or a kill loses at most the last keys."""
+        self._draft_timer = None
+        self.session.keep_draft(self.target, self.text_area.text)
+        self._refresh_options()
+        error = self.session.save_drafts()
+        if error is not None:
+            self._message(error, error=True)
+
+    def on_unmount(self) -> None:
+        if self._draft_timer is not None:
+            self._draft_timer.stop()
+        try:
+            self.session.keep_draft(self.target, self.text_area.text)
+        except NoMatches:  # already taken down with the app: the last timer kept the text
+            return
+        self.session.save_drafts()
+
     # ---- keys ------------------------------------------------------------------------
     def action_in_order(self, action: str) -> None:
         """Run ``action`` once the editor has read the keys that came before its key.
@@ -191,8 +224,8 @@ class PatchEditor(Screen[None]):
             return
         self.error_line = None
         started = self.gradstep.apply_patch(self.target, text)
-        self._message("checking the patch on the step's inputs…" if started else
-                      "the engine is busy: the patch is applied as soon as it is free")
+        self._message(f"checking the patch on the step's inputs… ({self.gradstep.key_names('patch_close')} stops "
+                      "it)" if started else "the engine is busy: the patch is applied as soon as it is free")
 
     def show_progress(self, done: int, total: int) -> None:
         """A replay under way: the message says how far it is, not what it did first."""
@@ -201,12 +234,13 @@ class PatchEditor(Screen[None]):
     def action_close(self) -> None:
         if self.gradstep.running:
             self.gradstep.action_interrupt()
-            self._message("cancelling the replay (at the next step): the previous run stays")
+            self._message("stopping the replay (inside the patch if it does not return): the previous run and "
+                          "the text stay")
             return
         if self.has_class("-choosing"):
             self._choosing(False)
             return
-        self.session.keep_draft(self.target, self.text_area.text)
+        self.keep_draft()
         self.dismiss()
 
     def action_choose(self) -> None:
@@ -222,7 +256,7 @@ class PatchEditor(Screen[None]):
     def action_revert(self) -> None:
         self.session.drafts.pop(self.target, None)
         self.text_area.load_text(self.session.applied_source(self.target))
-        self._refresh_options()
+        self.keep_draft()
         self.error_line = None
         self.hint()
 
@@ -234,7 +268,7 @@ class PatchEditor(Screen[None]):
     def open_target(self, target: str) -> None:
         """Edit ``target``: the text of the one left is kept as its draft."""
         if target != self.target:
-            self.session.keep_draft(self.target, self.text_area.text)
+            self.keep_draft()
             self.target = target
             self.text_area.load_text(self.session.source(target))
             self._refresh_options()
@@ -253,7 +287,7 @@ class PatchEditor(Screen[None]):
             if self.is_current:
                 self.dismiss()
             return
-        if outcome.kind == "refused":
+        if outcome.kind in ("refused", "stopped"):
             self._refused(outcome)
         elif outcome.kind == "cancelled":
             self._message(f"{outcome.message}: nothing changed, the previous run and its patches stay", error=True)
@@ -262,7 +296,7 @@ class PatchEditor(Screen[None]):
 
     def _refused(self, outcome: PatchOutcome) -> None:
         text = Text()
-        text.append("✗ not applied: ", style="bold")
+        text.append("✗ not applied: " if outcome.kind == "refused" else "■ ", style="bold")
         text.append(outcome.message)
         lines = self.text_area.text.splitlines()
         self.error_line = outcome.line

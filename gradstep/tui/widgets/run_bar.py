@@ -19,8 +19,12 @@ class RunBar(Horizontal):
         self.query_one(ProgressBar).update(total=None, progress=0)
         self.add_class("-running")
 
-    def relabel(self, what: str) -> None:
-        self.query_one("#run-label", Label).update(Text(f"{what} — {getattr(self, '_stop', 'escape stops')} "))
+    def relabel(self, what: str, stops: str | None = None) -> None:
+        """A new label; ``stops``, new words on the stop key (``escape again stops it there``; "": none)."""
+        if stops is not None:
+            self._stop = stops
+        stop = getattr(self, "_stop", "escape stops")
+        self.query_one("#run-label", Label).update(Text(f"{what} — {stop} " if stop else f"{what} "))
 
     def advance(self, done: int, total: int) -> None:
         self.query_one(ProgressBar).update(total=total, progress=done)

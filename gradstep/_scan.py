@@ -1,0 +1,86 @@
+"""The compiled loop of :mod:`gradstep.kernel` (numba): imported only when a comparison first runs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba
+import numpy as np
+
+TILE = 64  # 64 x 64 elements of each side: a tile of both fits in L1, whichever layout each side has
+
+
+@numba.njit(cache=True, nogil=True)
+def scan(a: Any, b: Any, rtol: float, atol: float, exact_int: bool, row: Any) -> None:  # pragma: no cover
+    """Write the summary row of 2-D ``a`` against ``b`` into ``row`` (see gradstep.kernel for its fields)."""
+    rows, cols = a.shape
+    max_abs = max_rel = sq_a = sq_b = sq_d = 0.0
+    worst_score = -1.0
+    worst_at = -1
+    greatest_at = 0
+    n_bad = nan_a = nan_b = inf_a = inf_b = mismatch = 0
+    for r0 in range(0, rows, TILE):
+        r1 = min(rows, r0 + TILE)
+        for c0 in range(0, cols, TILE):
+            c1 = min(cols, c0 + TILE)
+            for i in range(r0, r1):
+                for j in range(c0, c1):
+                    x = np.float64(a[i, j])
+                    y = np.float64(b[i, j])
+                    at = i * cols + j
+                    if exact_int:  # integers compare exactly: through float64, 2**53 + 1 == 2**53
+                        d = np.float64(abs(np.int64(a[i, j]) - np.int64(b[i, j])))
+                    elif x == y:
+                        d = 0.0
+                    else:
+                        d = abs(x - y)
+                        if d != d:  # NaN against NaN matches; NaN against anything else is infinitely far
+                            d = 0.0 if (x != x and y != y) else math.inf
+                    finite_x = math.isfinite(x)
+                    finite_y = math.isfinite(y)
+                    if not finite_x:
+                        if x != x:
+                            nan_a += 1
+                        else:
+                            inf_a += 1
+                    if not finite_y:
+                        if y != y:
+                            nan_b += 1
+                        else:
+                            inf_b += 1
+                    if finite_x != finite_y:
+                        mismatch = 1
+                    sq_a += x * x
+                    sq_b += y * y
+                    sq_d += d * d
+                    if d > max_abs or (d == max_abs and d > 0.0 and at < greatest_at):
+                        max_abs = d
+                        greatest_at = at
+                    if d > 0.0:
+                        m = max(abs(x), abs(y))
+                        rel = d / m if m > 0.0 else math.inf
+                        if rel != rel:
+                            rel = math.inf
+                        if rel > max_rel:
+                            max_rel = rel
+                        allowed = atol + rtol * (m if math.isfinite(m) else 0.0)
+                        if d > allowed:
+                            n_bad += 1
+                            score = d / allowed if allowed > 0.0 else math.inf
+                            if score > worst_score or (score == worst_score and at < worst_at):
+                                worst_score = score
+                                worst_at = at
+    row[0] = max_abs
+    row[1] = max_rel
+    row[2] = n_bad
+    row[3] = worst_at if worst_at >= 0 else greatest_at
+    row[4] = sq_a
+    row[5] = sq_b
+    row[6] = sq_d
+    row[7] = nan_a
+    row[8] = nan_b
+    row[9] = inf_a
+    row[10] = inf_b
+    row[11] = mismatch
+    row[12] = greatest_at
