@@ -50,9 +50,30 @@ class ExitCalled(SystemExit):
         return f"os._exit({self.code})"
 
 
-def _raise_in(ident: int, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in thread ``ident`` at its next instruction; None takes back one not yet raised."""
-    _set_async_exc(ctypes.c_ulong(ident), None if exc is None else ctypes.py_object(exc))
+def _raise_in(ident: int, exc: type[BaseException]) -> None:
+    """Raise ``exc`` in thread ``ident`` at its next instruction."""
+    _set_async_exc(ctypes.c_ulong(ident), ctypes.py_object(exc))
+
+
+class _TakenBack(BaseException):
+    """Put in place of a stop not raised yet, and caught at once: how a stop is taken back."""
+
+
+def _take_back() -> None:
+    """Take back a stop asked of this thread and not raised yet.
+
+    Not ``PyThreadState_SetAsyncExc(id, NULL)``: on CPython 3.11 that leaves the
+    interpreter's "pending" flag up with nothing pending, and from then on any
+    exception raised under a trace function (the diagnosis's line recorder)
+    spins forever. Instead a harmless exception replaces the pending one and is
+    caught here, which lowers the flag as a delivered exception does.
+    """
+    try:
+        _raise_in(threading.get_ident(), _TakenBack)
+        for _ in range(1_000_000):  # delivered at the next check: the call's return, or the loop's back jump
+            pass
+    except _TakenBack:
+        pass
 
 
 class JobStopper:
@@ -80,7 +101,7 @@ class JobStopper:
                 with self._lock:
                     self._ident = None
                     if self._asked is not None:
-                        _raise_in(ident, None)  # asked as the job ended: it must not hit the thread afterwards
+                        _take_back()  # asked as the job ended: it must not hit the thread afterwards
         except Stopped as stop:  # not caught by the job itself (a move of the live engine, say)
             return stopped(stop)
         finally:
@@ -106,7 +127,7 @@ def shielded() -> Iterator[None]:
     ident = threading.get_ident()
     with _shield_lock:
         _shielded.add(ident)
-        _raise_in(ident, None)  # one asked a moment ago and not raised yet: the work it would stop is done
+        _take_back()  # one asked a moment ago and not raised yet: the work it would stop is done
     try:
         yield
     finally:
@@ -137,7 +158,7 @@ def time_limit(seconds: float) -> Iterator[None]:
         with lock:
             state["open"] = False
             if state["fired"]:
-                _raise_in(ident, None)
+                _take_back()
 
 
 # ---- os._exit -------------------------------------------------------------------
