@@ -1,7 +1,7 @@
 """Benchmark: gradstep on models of real sizes, every ratio against a bare loop in the same run.
 
     python benchmarks/bench_scale.py [--models fizzbuzz,mnist,wide,linear2048] [--repeat 3] [--scale 1]
-                                     [--no-replay] [--no-tui] [--timeout 600] [--json]
+                                     [--no-replay] [--no-tui] [--timeout 90] [--json]
 
 The models (synthetic data, the same math on both sides unless said otherwise):
 
@@ -31,7 +31,11 @@ process's ``ru_maxrss``), alternating bare / gradstep ``--repeat`` times, median
 - ``tui`` (unless ``--no-tui``): the app as ``gradstep MODEL`` builds it, headless
   (Textual's pilot): process start to the first frame on screen, then ``n``
   pressed a few times: key to screen, and key to idle (a step on a divergence
-  starts the diagnosis, which a further press waits for).
+  starts the diagnosis, which a further press waits for; still busy after
+  20 s, the table says so and presses no more).
+
+A measurement past ``--timeout`` is killed and keeps what it had printed: a
+check killed in its diagnosis still gives its loop and the peak at its end.
 
 Extra peak memory is the check process's peak less the bare process's; it is
 also printed over P + A, the model's parameters and one step's activations
@@ -100,6 +104,7 @@ MODELS = {
 }
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+IDLE_CAP_S = 20.0  # the app still busy this long after a press (a diagnosis): said so, no more presses
 
 
 # ---- children: each measurement in a process of its own ----------------------------------------
@@ -244,26 +249,37 @@ async def _tui(scenario: str, variant: str, presses: int, size: tuple[int, int])
             await asyncio.sleep(0.0005)
         return next(t for t in displays if t > shown[-1])
 
-    async def idle() -> None:
+    async def idle() -> bool:
+        """Wait for the app to have nothing running (a step's diagnosis included), up to IDLE_CAP_S."""
+        given_up = time.perf_counter() + IDLE_CAP_S
         while app.busy:
+            if time.perf_counter() > given_up:
+                return False
             await asyncio.sleep(0.001)
+        return True
 
     keys, idles = [], []
     async with app.run_test(size=size) as pilot:
         first = await screen_after_frame() - STARTED
         emit({"first_frame_s": first})
-        await idle()
-        for _ in range(presses):
+        still_busy = not await idle()
+        for _ in range(0 if still_busy else presses):
             shown.clear()
             displays.clear()
             started = time.perf_counter()
             await pilot.press("n")
             keys.append(await screen_after_frame() - started)
-            await idle()
+            if not await idle():  # a further press would only queue behind it
+                still_busy = True
+                break
             idles.append(time.perf_counter() - started)
             emit({"first_frame_s": first, "key_to_screen_s": keys, "key_to_idle_s": idles})
-        app.exit()
-    return {"first_frame_s": first, "key_to_screen_s": keys, "key_to_idle_s": idles, "peak_mb": _peak_mb()}
+        out = {"first_frame_s": first, "key_to_screen_s": keys, "key_to_idle_s": idles, "peak_mb": _peak_mb(),
+               "still_busy_after_s": IDLE_CAP_S if still_busy else None}
+        if still_busy:  # a worker thread cannot be stopped: leave without waiting for it
+            emit({**out, "process_s": time.perf_counter() - STARTED})
+            os._exit(0)
+    return out
 
 
 def emit(out: dict) -> None:
@@ -393,7 +409,8 @@ def summarize(name: str, steps: int, runs: dict[str, list[dict]]) -> dict:
     # A run killed by the time-out keeps what it measured before; its process time and peak are unknown.
     ok = {mode: [r for r in rs if "failed" not in r] for mode, rs in runs.items()}
     partial = {mode: [r for r in rs if "failed" not in r or r.get("timed_out")] for mode, rs in runs.items()}
-    failures = {mode: r["failed"] for mode, rs in runs.items() for r in rs if "failed" in r}
+    failures = {mode: f"{r['failed']} ({sum('failed' in x for x in rs)} of {len(rs)} runs)"
+                for mode, rs in runs.items() for r in rs if "failed" in r}
     bare, check = ok["bare"], ok["check"]
     out: dict[str, Any] = {"model": name, "title": MODELS[name].title, "steps": steps, "failures": failures}
     out["bare_loop_s"] = _median(bare, "loop_s")
@@ -403,6 +420,7 @@ def summarize(name: str, steps: int, runs: dict[str, list[dict]]) -> dict:
     out["bare_process_s"] = _median([{"s": r["setup_s"] + r["loop_s"]} for r in bare], "s")
     out["check_process_s"] = _median(check, "process_s")
     out["check_exit"] = check[0]["exit"] if check else None
+    out["check_timed_out"] = not check and any(r.get("timed_out") for r in runs["check"])
     out["record_ratio"] = _ratio(out["record_loop_s"], out["bare_loop_s"])
     out["loop_ratio"] = _ratio(out["check_loop_s"], out["bare_loop_s"])
     out["process_ratio"] = _ratio(out["check_process_s"], out["bare_process_s"])
@@ -428,6 +446,7 @@ def summarize(name: str, steps: int, runs: dict[str, list[dict]]) -> dict:
         out["tui_key_to_screen_s"] = statistics.median(keys) if keys else None
         out["tui_key_to_idle_s"] = statistics.median(idles) if idles else None
         out["tui_peak_mb"] = _median(tui, "peak_mb")
+        out["tui_still_busy"] = any(r.get("still_busy_after_s") for r in tui)
     return out
 
 
@@ -441,6 +460,12 @@ def _per_step(result: dict, key: str) -> float | None:
     return None if seconds is None else 1000 * seconds / result["steps"]
 
 
+def _check_process(result: dict) -> str:
+    if result["check_process_s"] is None and result["check_timed_out"]:
+        return "timed out"
+    return _fmt(result["check_process_s"], ".1f", " s")
+
+
 def print_table(results: list[dict], header: str) -> None:
     print(header)
     print()
@@ -451,7 +476,7 @@ def print_table(results: list[dict], header: str) -> None:
         print(f"{r['title']:38} {r['steps']:>5} {_fmt(_per_step(r, 'bare_loop_s'), '.2f'):>12} "
               f"{_fmt(_per_step(r, 'check_loop_s'), '.2f'):>13} {_fmt(r['loop_ratio'], '.2f'):>7} "
               f"{_fmt(r['record_ratio'], '.2f'):>8} {_fmt(r['bare_process_s'], '.1f', ' s'):>9} "
-              f"{_fmt(r['check_process_s'], '.1f', ' s'):>10} {_fmt(r['process_ratio'], '.2f'):>7}")
+              f"{_check_process(r):>10} {_fmt(r['process_ratio'], '.2f'):>7}")
     print()
     print(f"{'model':38} {'bare peak':>9} {'check peak':>10} {'extra':>9} {'P':>9} {'A':>9} {'extra/(P+A)':>11}")
     for r in results:
@@ -475,7 +500,8 @@ def print_table(results: list[dict], header: str) -> None:
             if "tui_first_frame_s" in r:
                 print(f"{r['title']:38} {_fmt(r['tui_first_frame_s'], '.2f', ' s'):>11} "
                       f"{_fmt(r['bare_setup_s'], '.2f', ' s'):>11} {_fmt(r['tui_key_to_screen_s'], '.3f', ' s'):>12} "
-                      f"{_fmt(r['tui_key_to_idle_s'], '.3f', ' s'):>10} {_fmt(r['tui_peak_mb'], '.0f', ' MB'):>8}")
+                      f"{_fmt(r['tui_key_to_idle_s'], '.3f', ' s'):>10} {_fmt(r['tui_peak_mb'], '.0f', ' MB'):>8}"
+                      + (f"  (still busy {IDLE_CAP_S:.0f} s after a press)" if r["tui_still_busy"] else ""))
     failed = [(r["title"], mode, why) for r in results for mode, why in r["failures"].items()]
     if failed:
         print()
@@ -492,7 +518,7 @@ def main() -> None:
     parser.add_argument("--tui", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--presses", type=int, default=3, help="presses of n in the app, per run")
     parser.add_argument("--size", default="120x40", help="the app's terminal, WIDTHxHEIGHT")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds before a measurement counts as failed")
+    parser.add_argument("--timeout", type=float, default=90, help="seconds before a measurement counts as failed")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.add_argument("--child", choices=["bare", "check", "replay", "tui"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
