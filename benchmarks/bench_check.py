@@ -23,37 +23,21 @@ import time
 
 
 def bare_loop(scenario_name: str, variant: str, epochs: int) -> dict:
-    """The scenario's own functions called in a plain loop: nothing recorded or compared."""
-    import numpy as np
-    import torch
+    """The scenario's own functions called in a plain loop: nothing recorded or compared.
 
+    Through the runners' ``advance``, which calls the scenario's functions and nothing
+    else: its pieces or its step functions, and its scheduler, as the engine does.
+    """
     from gradstep.engine import TORCH_DTYPES, Lockstep
     from gradstep.loader import load_scenario
 
     scenario = load_scenario(scenario_name, variant)
     pair = Lockstep(scenario, "cpu", TORCH_DTYPES[scenario.dtype])  # same set-up as the engine
-    numpy_fns, torch_fns = scenario.numpy, scenario.torch
-    hp, data = pair.hp, pair.data
-    weights = pair.numpy.weights
-    model, optimizer, tstate = pair.torch.model, pair.torch.optimizer, pair.torch.state
-    state: dict = {}
-    dtype = TORCH_DTYPES[scenario.dtype]
+    steps = epochs * pair.steps_per_epoch
     started = time.perf_counter()
-    for epoch in range(epochs):
-        for index in range(data.steps_per_epoch):
-            batch = data.batch(epoch, index)
-            acts = numpy_fns.forward(weights, batch, hp)
-            numpy_fns.loss(acts, batch, hp)
-            grads = numpy_fns.backward(weights, acts, batch, hp)
-            new = numpy_fns.update(weights, grads, state, hp)
-            weights = new if new is not None else weights
-            tbatch = {n: torch.as_tensor(np.asarray(a)).to(dtype) for n, a in batch.items()}
-            tacts = torch_fns.forward(model, tbatch, hp)
-            tloss = torch_fns.loss(tacts, tbatch, hp)
-            tloss = tloss["loss"] if isinstance(tloss, dict) else tloss
-            torch_fns.backward(model, optimizer, tloss, hp)
-            torch_fns.update(model, optimizer, tstate, hp)
-    return {"seconds": time.perf_counter() - started, "steps": epochs * data.steps_per_epoch}
+    for step in range(steps):
+        pair.advance(step)
+    return {"seconds": time.perf_counter() - started, "steps": steps}
 
 
 def gradstep_run(scenario_name: str, variant: str, epochs: int, recompute_samples: int) -> dict:

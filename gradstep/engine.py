@@ -190,7 +190,8 @@ class Lockstep:
         for name in self.numpy_weight_names(record):
             numpy_w = record.numpy[keys.before(name)]
             torch_w = record.torch.get(keys.before(name))
-            start[name] = numpy_w if torch_w is None else np.asarray(torch_w).astype(numpy_w.dtype)
+            # No copy of its own where the dtypes agree: the step copies what its update may change.
+            start[name] = numpy_w if torch_w is None else np.asarray(torch_w).astype(numpy_w.dtype, copy=False)
         set_position(self.hp, record.step, self.steps_per_epoch)
         batch = self.batch(record.epoch, record.index)
         # The re-run must not shift the NumPy side's random stream, if it draws from one:
