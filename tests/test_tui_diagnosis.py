@@ -119,3 +119,30 @@ async def test_a_diagnosis_that_never_ends_blocks_neither_stepping_nor_running_n
         await _until(pilot, lambda: len(started) == 4 and app.busy)
         await pilot.press("q")
     assert not app.is_running
+
+
+def test_a_diagnosis_stopped_halfway_leaves_its_thread_untraced_and_torch_threads_as_they_were(monkeypatch):
+    """The line recorder traces the scenario's code and the replicas run on one torch thread, each for a moment;
+    a stop landing in that moment must not leave the worker thread (which runs the next steps) that way."""
+    import sys
+
+    import torch
+
+    from gradstep.engine import Engine
+    from gradstep.loader import load_scenario
+    from gradstep.stoppable import Stopped
+    from gradstep.tui import session
+
+    threads = torch.get_num_threads()
+
+    def stopped_halfway(engine, step):
+        sys.settrace(lambda frame, event, arg: None)
+        torch.set_num_threads(1)
+        raise Stopped
+
+    monkeypatch.setattr(session, "diagnose", stopped_halfway)
+    debugger = session.Debugger(Engine(load_scenario("neuron", "as-posted")))
+    debugger.forward(-1)
+    with pytest.raises(Stopped):
+        debugger.diagnose(None)
+    assert sys.gettrace() is None and torch.get_num_threads() == threads

@@ -14,7 +14,9 @@ divergence.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 
 from gradstep.diagnosis import diagnose
 from gradstep.engine import Engine
@@ -101,7 +103,8 @@ class Debugger:
                 "the initial weights: nothing has run yet to diagnose (step first)"
             return Diagnosis(self.generation, at, (), at_divergence=False, auto=step is None, error=why)
         try:
-            findings = tuple(diagnose(self.engine, at))
+            with _thread_state_kept():
+                findings = tuple(diagnose(self.engine, at))
         except Exception as error:  # a diagnosis is advice: its failure must not stop the debugger
             return Diagnosis(self.generation, at, (), at_divergence=False, auto=step is None,
                              error=f"the diagnosis failed: {type(error).__name__}: {error}")
@@ -187,3 +190,22 @@ class Debugger:
         frame = self.show(step)
         key = next((e.key for e in frame.entries if e.status.name == "NONFINITE"), None)
         return frame.with_(focus_key=key, notice=f"first NaN/Inf: step {step}" + (f", {key}" if key else ""))
+
+
+@contextlib.contextmanager
+def _thread_state_kept() -> Iterator[None]:
+    """The worker thread's trace function and torch's thread count as they were, however the block ends.
+
+    The diagnosis changes both for a moment (its line recorder traces the scenario's code, its replicas run
+    on one torch thread) and puts them back; a stop raised in it (escape, or a step that needs the worker)
+    can land before it does, and the thread, which runs the next jobs too, would go on traced.
+    """
+    import torch
+
+    trace, threads = sys.gettrace(), torch.get_num_threads()
+    try:
+        yield
+    finally:
+        sys.settrace(trace)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
