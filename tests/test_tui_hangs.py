@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import re
 import select
 import signal
 import struct
@@ -189,10 +190,16 @@ class Terminal:
                     return
 
     def wait_for(self, text: str, seconds: float = 60) -> None:
+        """Until ``text`` is on screen, however the terminal wrapped it (escapes and whitespace left out)."""
+        wanted = "".join(text.split())
         end = time.monotonic() + seconds
-        while text.encode() not in self.output and time.monotonic() < end and self.proc.poll() is None:
+        while wanted not in self.screen_text() and time.monotonic() < end and self.proc.poll() is None:
             self.read(0.2)
-        assert text.encode() in self.output, self.output[-2000:]
+        assert wanted in self.screen_text(), self.output[-2000:]
+
+    def screen_text(self) -> str:
+        text = re.sub(r"\x1b(\[[0-9;?<>=$]*[ -/]*[@-~]|\][^\x07]*\x07|.)", "", self.output.decode("utf-8", "replace"))
+        return "".join(text.split())
 
     def send(self, keys: str) -> None:
         os.write(self.master, keys.encode())
@@ -229,12 +236,12 @@ def test_q_ends_the_process_at_once_even_with_a_thread_stuck_in_a_c_call(tmp_pat
     app.wait_for("as-posted")
     app.read(1.0)
     app.send("n")  # the forward sleeps: the step never ends
-    app.read(1.0)
+    app.wait_for("stepping to step", 20)  # the step is running (on a loaded machine it can take a while to start)
     # Stop it between steps (it never gets there), then inside the step: it cannot be, and is left behind.
     app.send("\x1b")
     app.read(1.0)
     app.send("\x1b")
-    app.wait_for("stuck in a call", 10)  # the debugger is free again, and says why the run cannot go on
+    app.wait_for("stuck in a call", 30)  # the debugger is free again, and says why the run cannot go on
     app.send("q")
     took = app.ended_within(10)
     assert app.proc.returncode == 0 and took < 3.0, (took, app.output[-500:])
