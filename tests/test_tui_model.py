@@ -153,6 +153,14 @@ def test_one_step_shows_step_zero_as_the_thread_printed(neuron):
     assert phases == sorted(phases, key=["before", "input", "forward", "loss", "grad", "update", "after"].index)
 
 
+def test_the_status_counts_steps_in_good_english():
+    debugger = Debugger(Engine(load_scenario("neuron", "fixed")))
+    frame = debugger.forward(INITIAL)
+    assert status_view(frame).divergence == "first divergence: none in the 1 step run so far"
+    frame = debugger.forward(frame.step)
+    assert status_view(frame).divergence == "first divergence: none in the 2 steps run so far"
+
+
 def test_viewing_old_steps_never_moves_the_frontier(neuron):
     frame = neuron.forward(INITIAL)
     frame = neuron.forward(frame.step)
