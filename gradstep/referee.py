@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from gradstep import keys
-from gradstep.compare import lower_precision
+from gradstep.compare import lower_precision, normwise_error
+from gradstep.kernel import MAX_ABS, SQ_A, SQ_B, SQ_DIFF, scan_pair
 from gradstep.numfmt import fmt
 from gradstep.scenario import Scenario
 from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner
@@ -241,24 +242,25 @@ def _judge_pair(key: str, run_a: Any, run_b: Any, ref_a: Any, ref_b: Any, precis
 
 
 def _normwise(a: Any, b: Any) -> float:
-    a64, b64 = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    scale = max(float(np.linalg.norm(a64)), float(np.linalg.norm(b64)))
-    diff = float(np.linalg.norm(a64 - b64))
-    return diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf)
+    row = _scanned(a, b)
+    return math.inf if row is None else normwise_error(row[SQ_DIFF], row[SQ_A], row[SQ_B])
 
 
 def _greatest_difference(a: Any, b: Any) -> float:
-    a64 = np.asarray(a, dtype=np.float64).ravel()
-    b64 = np.asarray(b, dtype=np.float64).reshape(-1)
-    if a64.size != b64.size:
-        return math.inf
-    if not a64.size:
-        return 0.0
-    with np.errstate(invalid="ignore"):
-        diff = np.abs(a64 - b64)
-    same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
-    diff[same] = 0.0
-    return float(np.nan_to_num(diff, nan=math.inf).max())
+    row = _scanned(a, b)
+    return math.inf if row is None else float(row[MAX_ABS])
+
+
+def _scanned(a: Any, b: Any) -> np.ndarray | None:
+    """The comparison kernel's row of the pair (None when their sizes differ). No tolerance applies here:
+    the largest finite one keeps every finite pair on the kernel's fast path."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.size != b.size:
+        return None
+    return scan_pair(a, b, 0.0, _NO_TOLERANCE)
+
+
+_NO_TOLERANCE = float(np.finfo(np.float64).max)
 
 
 # ---- the re-run ---------------------------------------------------------------

@@ -547,3 +547,44 @@ def test_the_kernel_agrees_with_the_elementwise_rule_everywhere():
         assert (row[INF_A], row[INF_B]) == (np.isinf(a64).sum(), np.isinf(b64).sum())
         finite = np.isfinite(d.abs)
         assert row[SQ_DIFF] == pytest.approx(float((d.abs[finite] ** 2).sum())) or not finite.all()
+
+
+def _within_tolerance(rng: np.random.RandomState):
+    """Finite pairs with nothing out of tolerance: the kernel's vectorised path."""
+    a = rng.standard_normal((150, 200)).astype(np.float32)
+    noisy = (a * (1 + 1e-7 * rng.standard_normal(a.shape))).astype(np.float32)
+    yield a, noisy  # float32 noise in most elements
+    yield a, np.ascontiguousarray(noisy.T).T  # torch's layout
+    yield a, a.copy()  # equal: greatest difference 0 at index 0
+    yield a.ravel()[:1000].astype(np.float64), noisy.ravel()[:1000]  # a vector, mixed precision
+    tie = np.zeros((130, 140))
+    other = tie.copy()
+    other[129, 2] = other[70, 139] = other[70, 5] = 1e-9  # the same greatest difference in three tiles
+    yield tie, other
+    tiny = np.full((3, 3), 5e-324)
+    yield tiny, tiny * 2  # subnormal
+
+
+def test_the_vectorised_path_gives_the_exact_paths_row():
+    from gradstep._scan import _exact_scan, _fast_scan
+    from gradstep.kernel import GREATEST, MAX_ABS, MAX_REL, N_BAD, SQ_A, SQ_DIFF, WORST, as_matrix
+
+    rng = np.random.RandomState(5)
+    tol = Tolerance(1e-5, 1e-8)
+    for a, b in _within_tolerance(rng):
+        left, right = as_matrix(a), as_matrix(b.reshape(a.shape))
+        fast, exact = np.full(13, -1.0), np.empty(13)
+        assert _fast_scan(left, right, tol.rtol, tol.atol, fast)  # taken: finite, nothing out of tolerance
+        _exact_scan(left, right, tol.rtol, tol.atol, False, exact)
+        exact_fields = [f for f in range(13) if f not in (SQ_A, SQ_A + 1, SQ_DIFF)]
+        assert fast[exact_fields].tolist() == exact[exact_fields].tolist()
+        assert fast[SQ_A:SQ_DIFF + 1] == pytest.approx(exact[SQ_A:SQ_DIFF + 1], rel=1e-12)
+        d = element_diffs(a, b.reshape(a.shape), tol)
+        assert fast[MAX_ABS] == d.abs.max() and fast[MAX_REL] == d.rel.max() and fast[N_BAD] == 0
+        assert fast[WORST] == fast[GREATEST] == int(np.argmax(d.abs))
+    a = np.ones((70, 70))
+    b = a.copy()
+    b[69, 69] = 2.0  # one element out of tolerance: the exact path's, row untouched
+    assert not _fast_scan(a, b, tol.rtol, tol.atol, np.empty(13))
+    b[69, 69] = np.nan
+    assert not _fast_scan(a, b, tol.rtol, tol.atol, np.empty(13))
