@@ -47,6 +47,7 @@ from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, call, check_
 from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace
 
 _DIVERGING = Status.SHAPE  # SHAPE, NONFINITE and DIVERGED count as divergences
+_RECOMPUTED_KEPT = 8  # old steps recomputed from checkpoints and kept (fewer when they outgrow the trace budget)
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -561,8 +562,12 @@ class Engine:
             if self.trace.status[step].max() >= Status.DRIFT:
                 record.local = replay.local_step(record)
         self._recomputed[step] = record
-        while len(self._recomputed) > 8:
-            self._recomputed.popitem(last=False)
+        # A few old steps kept for stepping back through them, as many as the trace's budget allows of a
+        # big model's (one record of a 2048 x 2048 layer is some 200 MB), and always the last.
+        held = sum(r.nbytes() for r in self._recomputed.values())
+        while len(self._recomputed) > 1 and (len(self._recomputed) > _RECOMPUTED_KEPT
+                                              or held > self.trace.budget_bytes):
+            held -= self._recomputed.popitem(last=False)[1].nbytes()
         return record
 
     def _replay_lockstep(self) -> Lockstep:

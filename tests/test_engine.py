@@ -82,6 +82,35 @@ def test_old_steps_are_recomputed_bit_identical_from_checkpoints(chaos_path):
     assert bounded.record(drifted).local is not None  # the local error is recomputed too
 
 
+def test_recomputed_steps_kept_fit_the_trace_budget(chaos_path):
+    """Old steps recomputed are kept for stepping back, but never more than the budget holds (a record of a
+    big model is hundreds of MB), and always the last one."""
+    one_record = engine_for(chaos_path, "fixed", budget_bytes=1 << 30)
+    one_record.run(steps=1)
+    size = one_record.record(0).nbytes()
+    engine = engine_for(chaos_path, "fixed", budget_bytes=1, interval=4, max_checkpoints=8)
+    engine.run(steps=40)
+    engine.trace.budget_bytes = 3 * size  # three records' worth
+    for step in (1, 5, 9, 13, 17, 21):
+        engine.record(step)
+    assert list(engine._recomputed) == [13, 17, 21]
+    engine.trace.budget_bytes = 1
+    engine.record(25)
+    assert list(engine._recomputed) == [25]
+
+
+def test_a_diagnosis_keeps_few_full_records_at_hand(chaos_path):
+    """The update fits read up to 64 steps: their records come and go, a few at a time."""
+    from gradstep.diagnosis.probe import Probe
+
+    engine = engine_for(chaos_path, "fixed", budget_bytes=1, interval=4, max_checkpoints=8)
+    engine.run(steps=40)
+    probe = Probe(engine)
+    for step in range(30):
+        assert probe.record(step).step == step
+    assert list(probe._records) == [28, 29]
+
+
 def test_recompute_is_exact_when_the_numpy_step_draws_random_numbers(chaos_path):
     keep_all = engine_for(chaos_path, "noisy", budget_bytes=1 << 30)
     bounded = engine_for(chaos_path, "noisy", budget_bytes=1, interval=4, max_checkpoints=8)

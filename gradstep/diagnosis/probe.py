@@ -8,6 +8,7 @@ float64 replicas run outside the run and leave its random generators alone.
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,8 @@ from gradstep.engine import Engine
 from gradstep.scenario import default_torch_backward, default_torch_update
 from gradstep.trace import StepRecord
 
+_RECORDS_KEPT = 8  # full records a diagnosis keeps at hand (fewer when they outgrow the trace's budget)
+
 
 class Probe:
     """Lazy, cached facts about one engine's run."""
@@ -31,6 +34,7 @@ class Probe:
         self.scenario = engine.scenario
         self.budget = budget or Budget()
         self._cache: dict[tuple, Any] = {}
+        self._records: OrderedDict[int, StepRecord] = OrderedDict()
 
     @property
     def steps_run(self) -> int:
@@ -42,7 +46,14 @@ class Probe:
         return self._cache[key]
 
     def record(self, step: int) -> StepRecord:
-        return self._cached(("record", step), lambda: self.engine.record(step))
+        """The step's full record, a few kept at hand: a rule that reads many steps (the update fits) must
+        not hold them all at once when each is the size of several copies of a big model."""
+        record = self._records.pop(step, None) or self.engine.record(step)
+        self._records[step] = record
+        held = sum(r.nbytes() for r in self._records.values())
+        while len(self._records) > 2 and (len(self._records) > _RECORDS_KEPT or held > self.engine.trace.budget_bytes):
+            held -= self._records.popitem(last=False)[1].nbytes()
+        return record
 
     def view(self, step: int) -> StepView:
         return self._cached(("view", step), lambda: view_of(self.engine, step))
