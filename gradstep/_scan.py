@@ -46,14 +46,19 @@ def _finite(a: Any, b: Any) -> bool:  # pragma: no cover
 @numba.njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "reassoc"})
 def _fast_sums(a: Any, b: Any, rtol: float, atol: float, tile_max: Any) -> Any:  # pragma: no cover
     rows, cols = a.shape
-    max_abs = max_rel = sq_a = sq_b = sq_d = 0.0
+    sq_a = sq_b = sq_d = 0.0
     n_bad = 0
+    # The maxima are taken over the bits: a float's bits, read as an int64, order non-negative floats as
+    # the floats do, and an integer maximum vectorises where a float one (with its NaN rules) does not.
+    diffs, rels, bits = np.empty(TILE), np.empty(TILE), np.empty(1)
+    diff_bits, rel_bits, as_bits = diffs.view(np.int64), rels.view(np.int64), bits.view(np.int64)
+    max_abs_bits = max_rel_bits = np.int64(0)
     t = 0
     for r0 in range(0, rows, TILE):
         r1 = min(rows, r0 + TILE)
         for c0 in range(0, cols, TILE):
             c1 = min(cols, c0 + TILE)
-            tile = 0.0
+            tile_bits = np.int64(0)
             for i in range(r0, r1):
                 for j in range(c0, c1):
                     x = np.float64(a[i, j])
@@ -63,12 +68,20 @@ def _fast_sums(a: Any, b: Any, rtol: float, atol: float, tile_max: Any) -> Any: 
                     sq_a += x * x
                     sq_b += y * y
                     sq_d += d * d
-                    tile = max(tile, d)
-                    max_rel = max(max_rel, d / (m if m > 0.0 else 1.0))
+                    diffs[j - c0] = d
+                    rels[j - c0] = d / (m if m > 0.0 else 1.0)
                     n_bad += d > atol + rtol * m
-            tile_max[t] = tile
-            max_abs = max(max_abs, tile)
+                for k in range(c1 - c0):
+                    tile_bits = max(tile_bits, diff_bits[k])
+                    max_rel_bits = max(max_rel_bits, rel_bits[k])
+            as_bits[0] = tile_bits
+            tile_max[t] = bits[0]
+            max_abs_bits = max(max_abs_bits, tile_bits)
             t += 1
+    as_bits[0] = max_abs_bits
+    max_abs = bits[0]
+    as_bits[0] = max_rel_bits
+    max_rel = bits[0]
     return max_abs, max_rel, n_bad, sq_a, sq_b, sq_d
 
 
