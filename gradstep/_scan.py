@@ -15,7 +15,7 @@ TILE = 64  # 64 x 64 elements of each side: a tile of both fits in L1, whichever
 def scan(a: Any, b: Any, rtol: float, atol: float, exact_int: bool, row: Any) -> None:  # pragma: no cover
     """Write the summary row of 2-D ``a`` against ``b`` into ``row`` (see gradstep.kernel for its fields).
 
-    Most pairs are finite and within tolerance: for them a vectorised pass gives the row at a quarter of
+    Most pairs are finite and within tolerance: for them a branch-free pass gives the row at a third of
     the cost; anything else (a NaN or Inf, an element out of tolerance, integers) takes the exact pass.
     """
     if exact_int or not _fast_scan(a, b, rtol, atol, row):
@@ -41,15 +41,16 @@ def _finite(a: Any, b: Any) -> bool:  # pragma: no cover
     return True
 
 
-# Only on finite elements (checked first): no NaN or Inf to keep track of, so the loop vectorises. Maxima and
-# counts come out exact in any order; only the sums of squares may round differently from the exact pass.
-@numba.njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "reassoc"})
+# Only on finite elements (checked first): no NaN or Inf to keep track of, no branch an element. The sums of
+# squares are added in the exact pass's order (no "reassoc"): vectorised sums would round by the layout and
+# the machine's vector width, and a pair's normwise error must depend on neither.
+@numba.njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz"})
 def _fast_sums(a: Any, b: Any, rtol: float, atol: float, tile_max: Any) -> Any:  # pragma: no cover
     rows, cols = a.shape
     sq_a = sq_b = sq_d = 0.0
     n_bad = 0
     # The maxima are taken over the bits: a float's bits, read as an int64, order non-negative floats as
-    # the floats do, and an integer maximum vectorises where a float one (with its NaN rules) does not.
+    # the floats do, and an integer maximum compiles without a branch where a float one (NaN rules) does not.
     diffs, rels, bits = np.empty(TILE), np.empty(TILE), np.empty(1)
     diff_bits, rel_bits, as_bits = diffs.view(np.int64), rels.view(np.int64), bits.view(np.int64)
     max_abs_bits = max_rel_bits = np.int64(0)

@@ -21,10 +21,11 @@ keeps in registers everything the row needs:
   only.
 
 Most pairs are finite with nothing out of tolerance (float32 noise, or equal):
-for those a vectorised pass (no NaN or Inf to mind, checked first) gives the
+for those a branch-free pass (no NaN or Inf to mind, checked first) gives the
 row, and the index of the greatest difference is found again in the one tile
 that holds it; any other pair takes the exact pass, one element at a time.
-Only the sums of squares may round differently between the two (their order).
+Both give the same row to the bit: the sums of squares are added in the same
+order, whatever the layout or the machine.
 
 Compiling takes a few seconds the first time a dtype pair is met; numba caches
 the machine code beside this file (or in its user cache), so later runs load it

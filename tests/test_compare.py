@@ -567,7 +567,7 @@ def _within_tolerance(rng: np.random.RandomState):
 
 def test_the_vectorised_path_gives_the_exact_paths_row():
     from gradstep._scan import _exact_scan, _fast_scan
-    from gradstep.kernel import GREATEST, MAX_ABS, MAX_REL, N_BAD, SQ_A, SQ_DIFF, WORST, as_matrix
+    from gradstep.kernel import GREATEST, MAX_ABS, MAX_REL, N_BAD, WORST, as_matrix
 
     rng = np.random.RandomState(5)
     tol = Tolerance(1e-5, 1e-8)
@@ -576,9 +576,9 @@ def test_the_vectorised_path_gives_the_exact_paths_row():
         fast, exact = np.full(13, -1.0), np.empty(13)
         assert _fast_scan(left, right, tol.rtol, tol.atol, fast)  # taken: finite, nothing out of tolerance
         _exact_scan(left, right, tol.rtol, tol.atol, False, exact)
-        exact_fields = [f for f in range(13) if f not in (SQ_A, SQ_A + 1, SQ_DIFF)]
-        assert fast[exact_fields].tolist() == exact[exact_fields].tolist()
-        assert fast[SQ_A:SQ_DIFF + 1] == pytest.approx(exact[SQ_A:SQ_DIFF + 1], rel=1e-12)
+        # Every field to the bit, the sums of squares too: they are added in the same order whatever the
+        # layout or the machine's vector width, so a pair's normwise error never depends on either.
+        assert fast.tolist() == exact.tolist()
         d = element_diffs(a, b.reshape(a.shape), tol)
         assert fast[MAX_ABS] == d.abs.max() and fast[MAX_REL] == d.rel.max() and fast[N_BAD] == 0
         assert fast[WORST] == fast[GREATEST] == int(np.argmax(d.abs))
