@@ -10,6 +10,7 @@ from __future__ import annotations
 
 PHASES = ("before", "input", "forward", "loss", "grad", "update", "after")
 _WEIGHT_HEADS = ("before", "grad", "update", "after")
+RECORDED_HEADS = ("before", "update", "after")  # what gradstep records of a weight itself, never a step's output
 
 
 def before(name: str) -> str:

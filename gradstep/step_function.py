@@ -49,6 +49,8 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
+from gradstep import keys
+
 
 class StepContractError(ValueError):
     """What a step function returned is not what gradstep can read."""
@@ -74,8 +76,9 @@ def read_outputs(produced: Any) -> StepOutputs:
         if not isinstance(name, str):
             raise StepContractError(f"the names a step returns are strings, not {name!r}")
         head, _, rest = name.partition(" ")
-        if head in ("before", "after") and rest:
-            raise StepContractError(f"{name!r}: gradstep records the weights before and after the step itself")
+        if head in keys.RECORDED_HEADS and rest:
+            raise StepContractError(f"{name!r}: gradstep records the weights before and after the step, and the "
+                                    "update between them, itself")
         if head == "grad" and rest:
             grads[rest] = value
         elif name == "loss" or _is_scalar(value):

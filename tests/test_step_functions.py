@@ -390,6 +390,7 @@ SCENARIO = Scenario(
     ("[1.0]", "step=numpy_step", "", ":12): StepContractError: a step function returns a dict"),
     ("{'acc': 1.0}", "step=numpy_step", "", "needs a 'loss' entry; it has 'acc'"),
     ("{'loss': 1.0, 'after w': 1}", "step=numpy_step", "", "'after w': gradstep records the weights"),
+    ("{'loss': 1.0, 'update w': 1}", "step=numpy_step", "", "'update w': gradstep records the weights"),
     ("{'loss': 1.0}", "step=numpy_step, forward=data", "", "numpy has a step function and pieces too (forward)"),
     ("{'loss': 1.0}", "forward=data", "", "numpy needs a step function (step=...) or its pieces"),
     ("{'loss': 1.0}", "step=init", "", "takes other arguments than (weights, batch, hp, state)"),
