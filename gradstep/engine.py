@@ -44,7 +44,7 @@ from gradstep.compare import (
 from gradstep.referee import Judgement, RefereeReport, TorchStart, judge
 from gradstep.scenario import Scenario, set_position
 from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner, call, check_data, mapping_error
-from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace
+from gradstep.trace import Checkpoint, EpochMetrics, StepRecord, Trace, keep_within
 
 _DIVERGING = Status.SHAPE  # SHAPE, NONFINITE and DIVERGED count as divergences
 _RECOMPUTED_KEPT = 8  # old steps recomputed from checkpoints and kept (fewer when they outgrow the trace budget)
@@ -564,10 +564,7 @@ class Engine:
         self._recomputed[step] = record
         # A few old steps kept for stepping back through them, as many as the trace's budget allows of a
         # big model's (one record of a 2048 x 2048 layer is some 200 MB), and always the last.
-        held = sum(r.nbytes() for r in self._recomputed.values())
-        while len(self._recomputed) > 1 and (len(self._recomputed) > _RECOMPUTED_KEPT
-                                              or held > self.trace.budget_bytes):
-            held -= self._recomputed.popitem(last=False)[1].nbytes()
+        keep_within(self._recomputed, self.trace.budget_bytes, at_least=1, at_most=_RECOMPUTED_KEPT)
         return record
 
     def _replay_lockstep(self) -> Lockstep:

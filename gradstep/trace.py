@@ -54,6 +54,14 @@ class StepRecord:
         return sum(int(v.nbytes) for side in sides for v in side.values())
 
 
+def keep_within(records: OrderedDict[int, StepRecord], budget: int, at_least: int, at_most: int | None = None) -> None:
+    """Let the oldest of ``records`` go until they hold no more than ``budget`` bytes (and ``at_most`` records),
+    ``at_least`` always kept: full records of old steps at hand, few where each is the size of a big model."""
+    held = sum(r.nbytes() for r in records.values())
+    while len(records) > at_least and (held > budget or (at_most is not None and len(records) > at_most)):
+        held -= records.popitem(last=False)[1].nbytes()
+
+
 @dataclass
 class EpochMetrics:
     step: int

@@ -21,9 +21,7 @@ from gradstep.diagnosis.replica import NumpyReplica, TorchReplica
 from gradstep.diagnosis.view import StepView, view_of
 from gradstep.engine import Engine
 from gradstep.scenario import default_torch_backward, default_torch_update
-from gradstep.trace import StepRecord
-
-_RECORDS_KEPT = 8  # full records a diagnosis keeps at hand (fewer when they outgrow the trace's budget)
+from gradstep.trace import StepRecord, keep_within
 
 
 class Probe:
@@ -46,13 +44,12 @@ class Probe:
         return self._cache[key]
 
     def record(self, step: int) -> StepRecord:
-        """The step's full record, a few kept at hand: a rule that reads many steps (the update fits) must
-        not hold them all at once when each is the size of several copies of a big model."""
+        """The step's full record, kept at hand within the trace's budget: the update fits read up to 64 steps
+        several times over (all kept for a small model), but must not hold them all when each is the size of
+        several copies of a big model."""
         record = self._records.pop(step, None) or self.engine.record(step)
         self._records[step] = record
-        held = sum(r.nbytes() for r in self._records.values())
-        while len(self._records) > 2 and (len(self._records) > _RECORDS_KEPT or held > self.engine.trace.budget_bytes):
-            held -= self._records.popitem(last=False)[1].nbytes()
+        keep_within(self._records, self.engine.trace.budget_bytes, at_least=2)
         return record
 
     def view(self, step: int) -> StepView:
