@@ -34,7 +34,7 @@ import numpy as np
 
 from gradstep import keys
 from gradstep.diagnosis.numeric import constant_ratio
-from gradstep.diagnosis.replica import NumpyReplica, TorchReplica, one_thread
+from gradstep.diagnosis.replica import NumpyReplica, TorchReplica, one_thread, scalar_loss
 from gradstep.engine import Engine
 from gradstep.trace import StepRecord
 
@@ -114,7 +114,7 @@ def numpy_gradcheck(engine: Engine, record: StepRecord, sample: int = SAMPLE,
     names = engine.live.numpy_weight_names(record)
     replica = NumpyReplica(engine, record, {n: record.numpy[keys.before(n)] for n in names})
     given = replica.step_outputs()
-    loss = replica.loss()
+    loss = scalar_loss(given)  # the step just run gave it: a step function's loss is its whole step again
     out = []
     for left, name in zip(range(len(names), 0, -1), names, strict=True):
         analytic = given.get(keys.grad(name))
@@ -141,7 +141,7 @@ def torch_gradcheck(engine: Engine, record: StepRecord, sample: int = SAMPLE,
                     deadline: float | None = None) -> list[GradCheck]:
     replica = TorchReplica(engine, record)
     fresh = replica.step_outputs()
-    loss = replica.loss()
+    loss = scalar_loss(fresh)
     out = []
     names = replica.weight_names
     for left, name in zip(range(len(names), 0, -1), names, strict=True):
