@@ -82,3 +82,22 @@ def test_the_suite_is_the_one_the_issue_asks_for():
     families = {MODULES[f].EXPECTED[v][0] for f, v in planted}
     assert families >= {"line", "update-rule", "kink", "layout", "broadcast", "penalty", "accumulation", "ratio",
                         "one-side", "init", "unstable", "integer"}
+
+
+def test_the_line_localiser_runs_a_loss_that_takes_the_weights():
+    """A loss with an L2 term takes the weights (NumpySide.call_loss): the localiser must call it so, not go
+    quiet on the TypeError of a three-argument call."""
+    import dataclasses
+
+    scenario = load_scenario(str(WILD / "mlp_sigmoid.py"), "as-posted")
+    plain = scenario.numpy.loss
+
+    def loss_with_weights(acts, batch, hp, weights):
+        return plain(acts, batch, hp)
+
+    scenario = dataclasses.replace(scenario, numpy=dataclasses.replace(scenario.numpy, loss=loss_with_weights))
+    engine = Engine(scenario)
+    engine.run(steps=getattr(MODULES["mlp_sigmoid"], "STEPS", 3))
+    rule, side, function, *_ = MODULES["mlp_sigmoid"].EXPECTED["as-posted"]
+    top = diagnose(engine, strict=True)[0]
+    assert (top.rule, top.side, top.function) == (rule, side, function), top.cause

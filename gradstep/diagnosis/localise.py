@@ -47,6 +47,7 @@ from gradstep.diagnosis.torchvalues import Recording, TorchValue, TorchValues, e
 from gradstep.diagnosis.variants import FITTED, STRUCTURAL, Edit, code, edits, terms
 from gradstep.diagnosis.view import StepView
 from gradstep.diagnosis.words import factor_text
+from gradstep.scenario import takes
 
 TIGHT = 1e-8  # two float64 computations of the same math agree to this fraction of a tensor's scale
 ROLES = ("forward", "loss", "backward")
@@ -129,7 +130,7 @@ class Localiser:
             mine = np.asarray(record.numpy[keys.before(n)])
             theirs = record.torch.get(keys.before(n), mine)
             self.start[n] = np.array(theirs, dtype=np.float64 if mine.dtype.kind == "f" else mine.dtype)
-        self.hp = hyper_for(self.engine)
+        self.hp = hyper_for(self.engine, step=self.view.step)  # hp.step, epoch, index of the step, as torch's
         self.batch = batch_float64(self.engine.live.data.batch(record.epoch, record.index))
         self.torch_values = TorchValues()
         replica = TorchReplica(self.engine, record)
@@ -156,7 +157,10 @@ class Localiser:
         try:
             with np.errstate(all="ignore"):
                 acts = dict(call("forward", roles["forward"], {"weights": weights, "batch": batch, "hp": self.hp}))
-                losses = loss_dict(call("loss", roles["loss"], {"acts": acts, "batch": batch, "hp": self.hp}))
+                loss_args = {"acts": acts, "batch": batch, "hp": self.hp}
+                if takes(roles["loss"], 4):  # a loss with an L2 term takes the weights too (NumpySide.call_loss)
+                    loss_args["weights"] = weights
+                losses = loss_dict(call("loss", roles["loss"], loss_args))
                 grads = call("backward", roles["backward"],
                              {"weights": weights, "acts": acts, "batch": batch, "hp": self.hp})
         except Exception:  # the scenario's code on a variant: a variant that breaks it is no fix

@@ -349,7 +349,7 @@ class NumpyRerun:
                 weights = {n: w.copy() for n, w in self.weights.items()}
                 acts = dict(fns.forward(weights, batch, hp))
                 out = {n: np.asarray(v) for n, v in acts.items()}
-                out.update({n: np.asarray(v) for n, v in loss_dict(fns.loss(acts, batch, hp)).items()})
+                out.update({n: np.asarray(v) for n, v in loss_dict(fns.call_loss(acts, batch, hp, weights)).items()})
                 grads = fns.backward(backward_weights or weights, acts, batch, hp)
                 out.update({keys.grad(n): np.asarray(g) for n, g in grads.items()})
         except Exception:  # the scenario's code on transposed weights may fail: then it says nothing
