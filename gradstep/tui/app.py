@@ -52,7 +52,7 @@ from gradstep.tui.frame import INITIAL, ErrorInfo, Frame
 from gradstep.tui.keymap import load_keymap
 from gradstep.tui.messages import DiagnosisReady, FrameReady, PatchDone, RunProgress, SessionSaved
 from gradstep.tui.patching import PatchOutcome
-from gradstep.tui.presenter import error_text
+from gradstep.tui.presenter import error_text, steps_text
 from gradstep.tui.screens import HelpScreen, MainScreen, NumberPrompt, PatchEditor
 from gradstep.tui.screens.help import key_display
 from gradstep.tui.screenshot import screenshot_path
@@ -164,11 +164,7 @@ class GradstepApp(App[None]):
             self.refresh_bindings()
 
     def _queued_text(self) -> str:
-        return f" ({self._steps(self._pending)} queued)" if self._pending else ""
-
-    @staticmethod
-    def _steps(by: int) -> str:
-        return f"{by:+d} step{'s' if abs(by) != 1 else ''}"
+        return f" ({steps_text(self._pending, signed=True)} queued)" if self._pending else ""
 
     def _drop_pending(self, why: str | None = None) -> str:
         """Forget the steps pressed while a job ran: what was dropped, in words ("" for nothing); with ``why``,
@@ -177,8 +173,8 @@ class GradstepApp(App[None]):
         if not by:
             return ""
         if why is not None:
-            self.notify(f"{self._steps(by)} queued, dropped: {why}", timeout=NOTICE_S, markup=False)
-        return f"{self._steps(by)} queued"
+            self.notify(f"{steps_text(by, signed=True)} queued, dropped: {why}", timeout=NOTICE_S, markup=False)
+        return f"{steps_text(by, signed=True)} queued"
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
     def _engine_job(self, job: Callable[[], Frame | Message], stopped: Callable[[Stopped], Frame | Message],

@@ -68,11 +68,11 @@ def status_view(frame: Frame, hex_bits: bool = False) -> StatusView:
     if frame.replayed:  # after a patch move: how the first divergence moved
         divergence = mark + change_text(frame.divergence_before, frame.first_divergence)
     elif frame.first_divergence is None and frame.frontier >= frame.total:
-        divergence = f"no divergence: {'the' if frame.total == 1 else 'all'} {_steps(frame.total)} within tolerance"
+        divergence = f"no divergence: {'the' if frame.total == 1 else 'all'} {steps_text(frame.total)} within tolerance"
     elif frame.first_divergence is None and frame.frontier == 0:
         divergence = "first divergence: none yet (no step run)"
     elif frame.first_divergence is None:
-        divergence = f"first divergence: none in the {_steps(frame.frontier)} run so far"
+        divergence = f"first divergence: none in the {steps_text(frame.frontier)} run so far"
     else:
         step, tensor = frame.first_divergence
         divergence = f"✗ first divergence: step {step}, {tensor}"
@@ -117,5 +117,6 @@ def _maybe(value, hex_bits: bool) -> str:
     return "—" if value is None else fmt(value, hex_bits=hex_bits)
 
 
-def _steps(count: int) -> str:
-    return f"{count} step" if count == 1 else f"{count} steps"
+def steps_text(count: int, signed: bool = False) -> str:
+    """"1 step", "3 steps"; signed, a move: "+1 step", "-3 steps"."""
+    return (f"{count:+d}" if signed else f"{count}") + (" step" if abs(count) == 1 else " steps")
