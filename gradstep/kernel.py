@@ -68,6 +68,11 @@ def as_matrix(array: np.ndarray) -> np.ndarray:
     return array.reshape(array.shape[0], -1)
 
 
+# For a row where no tolerance applies (the greatest difference and where it is, the sums): the largest
+# finite atol keeps every finite pair on the kernel's branch-free path.
+NO_TOLERANCE = float(np.finfo(np.float64).max)
+
+
 def scan_pair(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, row: np.ndarray | None = None) -> np.ndarray:
     """The summary row of ``a`` against ``b`` (same number of elements; ``b`` is read in ``a``'s shape).
 

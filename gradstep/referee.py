@@ -41,7 +41,7 @@ import torch
 
 from gradstep import keys
 from gradstep.compare import lower_precision, normwise_error
-from gradstep.kernel import MAX_ABS, SQ_A, SQ_B, SQ_DIFF, scan_pair
+from gradstep.kernel import MAX_ABS, NO_TOLERANCE, SQ_A, SQ_B, SQ_DIFF, scan_pair
 from gradstep.numfmt import fmt
 from gradstep.scenario import Scenario
 from gradstep.sides import NumpyRunner, ScenarioError, TorchRunner
@@ -252,15 +252,11 @@ def _greatest_difference(a: Any, b: Any) -> float:
 
 
 def _scanned(a: Any, b: Any) -> np.ndarray | None:
-    """The comparison kernel's row of the pair (None when their sizes differ). No tolerance applies here:
-    the largest finite one keeps every finite pair on the kernel's fast path."""
+    """The comparison kernel's row of the pair (None when their sizes differ); no tolerance applies here."""
     a, b = np.asarray(a), np.asarray(b)
     if a.size != b.size:
         return None
-    return scan_pair(a, b, 0.0, _NO_TOLERANCE)
-
-
-_NO_TOLERANCE = float(np.finfo(np.float64).max)
+    return scan_pair(a, b, 0.0, NO_TOLERANCE)
 
 
 # ---- the re-run ---------------------------------------------------------------

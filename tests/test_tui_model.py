@@ -199,3 +199,15 @@ def test_keymap_file(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="strings"):
         load_keymap()
     assert load_keymap(tmp_path / "missing.toml") == {}
+
+
+def test_largest_difference_is_the_kernels_where_infinities_agree():
+    """W's largest |Δ| is the list's Δ: the kernel's, where inf against inf is no difference and NaN against a
+    number is the largest."""
+    a = np.array([[np.inf, 1.0], [2.0, 3.0]])
+    m = model(a, np.array([[np.inf, 1.5], [2.0, 4.0]]), worst_by="abs")
+    assert m.largest_abs_index() == (1, 1)
+    m = model(a, np.array([[np.inf, 1.5], [2.0, np.nan]]), worst_by="abs")
+    assert m.largest_abs_index() == (1, 1)
+    m = model(a, np.array([[np.inf, 1.5], [2.0, 3.0]]), worst_by="abs")
+    assert m.largest_abs_index() == (0, 1)

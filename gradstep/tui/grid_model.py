@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradstep.compare import Tolerance, element_diffs, lower_precision
+from gradstep.kernel import GREATEST, NO_TOLERANCE, scan_pair
 from gradstep.numfmt import exact_hex, fmt, shortest
 
 TILE_ROWS, TILE_COLS = 32, 8
@@ -205,12 +206,9 @@ class GridModel:
         number counted as the largest; None when the sides do not pair up."""
         if not self.comparable or not self.shape:
             return None if not self.comparable else ()
-        a, b = np.asarray(self.numpy), np.asarray(self.torch)
-        with np.errstate(invalid="ignore", over="ignore"):
-            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-        diff[np.isnan(diff) & ~(np.isnan(a) & np.isnan(b))] = np.inf
-        diff[np.isnan(diff)] = 0.0
-        return tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), a.shape))
+        a = np.asarray(self.numpy)
+        at = scan_pair(a, np.asarray(self.torch), 0.0, NO_TOLERANCE)[GREATEST]  # the kernel's, as the list's Δ
+        return tuple(int(i) for i in np.unravel_index(int(at), a.shape))
 
     def worst_cell(self) -> tuple[int, int]:
         w = self.largest_abs_index() if self.worst_by == "abs" else self.worst_index
