@@ -324,3 +324,16 @@ def test_findings_serialise_exactly():
                       side="numpy", function="numpy.backward", values={"ratio": 0.1, "inf": float("inf")})
     data = json.loads(json.dumps(finding.to_json()))
     assert data["values"] == {"ratio": 0.1, "inf": "Infinity"} and data["confidence_label"] == "high"
+
+
+def test_the_view_keeps_the_engines_word_on_rounding():
+    """A pair the precision referee called rounding agrees: the update-rule rule reads "the gradients agree" from
+    it (a float32 ReLU net's kink noise must not silence it)."""
+    from gradstep.diagnosis.view import view_of
+
+    engine = Engine(load_scenario(str(Path(__file__).parent / "fixtures" / "rounding_kink.py"), "as-posted"))
+    engine.run(steps=1)
+    rounded = [k for k, s in engine.trace.step_status(0).items() if s == Status.ROUNDING]
+    assert "grad W1" in rounded
+    view = view_of(engine, 0)
+    assert view.comparisons["grad W1"].status == Status.ROUNDING and view.agrees("grad W1")

@@ -8,6 +8,7 @@ touching the per-step engine.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,9 @@ class StepView:
     error) where the engine measured it, else the free-running NumPy side;
     ``free_numpy`` is always the free-running one. ``diverged`` lists the keys
     out of tolerance (locally; directly for inputs and step 0's weights) in
-    compute order, ``lead`` the one the engine reported first.
+    compute order, rounding-only pairs included (their comparison's status
+    says ROUNDING, and they also agree), ``lead`` the one the engine reported
+    first.
     """
 
     step: int
@@ -63,7 +66,7 @@ class StepView:
 
     def agrees(self, key: str) -> bool:
         c = self.comparisons.get(key)
-        return c is not None and c.status in (Status.OK, Status.DRIFT)
+        return c is not None and c.status in (Status.OK, Status.DRIFT, Status.ROUNDING)
 
     @property
     def tf32_in_force(self) -> bool:
@@ -116,11 +119,19 @@ def view_of(engine: Engine, step: int) -> StepView:
     order = engine.compute_order(record)
     phases = {k: engine.phase_of(k) for k in order}
     comparisons = {}
+    judged = engine.trace.step_status(step) if step < engine.trace.steps else {}
     for key in order:
         direct = key in inputs or (step == 0 and phases[key] == "before")
         numpy_side = record.numpy if direct else local
-        comparisons[key] = compare_tensor(key, numpy_side.get(key), record.torch.get(key), engine.rtol, engine.atol)
-    diverged = [k for k in order if comparisons[k].status in DIVERGING and (phases[k] != "before" or step == 0)]
+        # The engine's comparison (its tolerances, an update's floor), and its referee's word: rounding only.
+        comparison = engine.compare_pair(record, key, numpy_side)
+        if judged.get(key) == Status.ROUNDING and comparison.status in DIVERGING:
+            comparison = dataclasses.replace(comparison, status=Status.ROUNDING)
+        comparisons[key] = comparison
+    # Rounding pairs stay on the list for the rules that explain rounding (precision, kinks), and agree for those
+    # that need a pair to agree (the update rule's "the gradients agree").
+    diverged = [k for k in order if comparisons[k].status in (*DIVERGING, Status.ROUNDING)
+                and (phases[k] != "before" or step == 0)]
     first = engine.first_divergence
     lead = first.tensor if first is not None and first.step == step else (diverged[0] if diverged else None)
     numpy_view = {k: (record.numpy[k] if (k in inputs or (step == 0 and phases[k] == "before")) and k in record.numpy
