@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from gradstep import keys
 from gradstep.diagnosis.numeric import constant_ratio
+from gradstep.diagnosis.optimizers import coupled_decay
 from gradstep.diagnosis.replica import NumpyReplica, TorchReplica, one_thread, scalar_loss
 from gradstep.engine import Engine
 from gradstep.trace import StepRecord
@@ -67,6 +68,7 @@ class GradCheck:
     mismatched: tuple[tuple[int, ...], ...] = ()
     kinks: int = 0  # checked elements at a kink: one-sided differences disagree at every step size
     unsettled: int = 0  # checked elements whose two step sizes disagree (no kink at the element itself)
+    optimizer_decay: float = 0.0  # torch: matched once its optimizer's weight decay λ·w was added (L2 in SGD…)
 
     @property
     def matches(self) -> bool:
@@ -162,12 +164,29 @@ def torch_gradcheck(engine: Engine, record: StepRecord, sample: int = SAMPLE,
         fd = finite_differences(start, recorded64, loss_at, loss, sample, _share(deadline, left))
         tol = _recorded_tolerance(engine, np.asarray(recorded).dtype)
         check = _judge("torch", name, recorded64, fd, tol)
+        check = _with_optimizer_decay(engine, name, check, recorded64, start, fd, tol)
         fresh_grad = fresh.get(keys.grad(name))
         if check.differs and fresh_grad is not None:
             again = _judge("torch", name, np.asarray(fresh_grad).reshape(start.shape), fd, 1e-6)
             check = _with_fresh(check, again.matches)
         out.append(check)
     return out
+
+
+def _with_optimizer_decay(engine: Engine, name: str, check: GradCheck, recorded: np.ndarray, weight: np.ndarray,
+                          fd: Differences, tol: float) -> GradCheck:
+    """torch's .grad plus the weight decay its optimizer adds: the gradient the update uses. When the loss holds
+    the penalty that decay stands for (decay in the optimizer, the penalty in the loss reported), that sum is
+    the loss's derivative and .grad alone is not."""
+    if not check.differs:
+        return check
+    decay = coupled_decay(engine, name, weight)
+    if not np.any(decay):
+        return check
+    again = _judge("torch", name, recorded + decay * np.asarray(weight, dtype=np.float64), fd, tol)
+    if not again.matches:
+        return check
+    return replace(again, optimizer_decay=float(np.max(decay)))
 
 
 def _recorded_tolerance(engine: Engine, dtype: np.dtype) -> float:
@@ -287,6 +306,4 @@ def _unravel(idx: np.ndarray, position: int, shape: tuple[int, ...]) -> tuple[in
 
 
 def _with_fresh(check: GradCheck, fresh_matches: bool) -> GradCheck:
-    from dataclasses import replace
-
     return replace(check, fresh_matches=fresh_matches)

@@ -243,3 +243,31 @@ def schedule_shift(numpy_lrs: np.ndarray, torch_lrs: np.ndarray, steps_per_epoch
         if len(a) and np.allclose(a, b, rtol=1e-6) and not np.allclose(b, b[0], rtol=1e-6):
             return shift
     return None
+
+
+# ---- the weight decay torch's optimizer adds to a gradient -----------------------------------
+
+DECOUPLED = ("AdamW",)  # their decay is applied to the weights, not added to the gradient
+
+
+def coupled_decay(engine: Any, numpy_name: str, like: np.ndarray) -> np.ndarray | float:
+    """λ with which torch's optimizer adds λ·w to the gradient of each parameter ``numpy_name`` maps to (L2
+    weight decay: SGD, Adam, RMSprop, Adagrad; AdamW's decoupled decay is not added), in NumPy's layout
+    (``like``'s shape); one number when every piece has the same. 0.0 without an optimizer."""
+    optimizer = engine.live.torch.optimizer
+    mapping = next((m for m in engine.scenario.mapping if m.numpy == numpy_name), None)
+    if optimizer is None or mapping is None:
+        return 0.0
+    params = engine.live.torch.params
+    decays = [_group_decay(optimizer, params.get(t)) for t in mapping.torch_names]
+    if len(set(decays)) == 1:
+        return decays[0]
+    parts = mapping.layout.to_torch(np.zeros(np.shape(like)))
+    return np.asarray(mapping.layout.to_numpy(*[np.full(np.shape(p), d) for p, d in zip(parts, decays, strict=True)]))
+
+
+def _group_decay(optimizer: Any, param: Any) -> float:
+    group = next((g for g in optimizer.param_groups if any(q is param for q in g["params"])), None)
+    if group is None or type(optimizer).__name__ in DECOUPLED or group.get("decoupled_weight_decay"):
+        return 0.0
+    return float(group.get("weight_decay", 0.0) or 0.0)

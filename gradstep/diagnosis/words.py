@@ -37,12 +37,14 @@ def factor_text(r: float) -> str:
     return num(r)
 
 
-def nice(value: float) -> str:
-    """A fitted number for a sentence: 0.05 for 0.05000000000000003 (within 1e-9 of it), else full precision."""
-    short = float(f"{value:.10g}")
-    if short == 0.0:
-        return "0"
-    return num(short if abs(short - value) <= 1e-9 * abs(value) else value)
+def nice(value: float, precision: float = 1e-9) -> str:
+    """A fitted number for a sentence: its shortest form within ``precision`` of it, relatively (0.05 for
+    0.05000000000000003; 0.9 for a float32 fit's 0.8999999725 at 1e-5), else full precision."""
+    for digits in range(1, 11):
+        short = float(f"{value:.{digits}g}")
+        if abs(short - value) <= precision * abs(value):
+            return num(short) if short != 0.0 else "0"
+    return num(value)
 
 
 def times_text(r: float) -> str:

@@ -175,8 +175,11 @@ def gradcheck_line(c: GradCheck) -> str:
     if c.unsettled:
         undecided.append(f"{c.unsettled} where two step sizes disagree")
     extra = f"; {', '.join(undecided)}" if undecided else ""
+    given = f"{c.side} gives {num(c.given)}"
+    if c.optimizer_decay:
+        given += f" (its .grad plus the weight decay its optimizer adds, {num(c.optimizer_decay)}·{c.weight})"
     return (f"finite differences of {c.side}.loss at {element(c.weight, c.index)}: {num(c.finite_difference)}; "
-            f"{c.side} gives {num(c.given)} — {verdict} ({c.checked} of {c.size} elements checked{ratio}{extra}; "
+            f"{given} — {verdict} ({c.checked} of {c.size} elements checked{ratio}{extra}; "
             "steps h and h/10 relative to each element, float64)")
 
 

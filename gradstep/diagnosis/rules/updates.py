@@ -16,14 +16,14 @@ penalty's gradient k·w that the other does not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from gradstep import keys
 from gradstep.diagnosis.findings import Finding, num
-from gradstep.diagnosis.numeric import agreement_tolerance, close, constant_ratio, fit_coefficient, lower_eps
-from gradstep.diagnosis.optimizers import RuleFit, Settings, first_fit, schedule_shift, settings_from
+from gradstep.diagnosis.numeric import close, constant_ratio, fit_coefficient, lower_eps
+from gradstep.diagnosis.optimizers import RuleFit, Settings, coupled_decay, first_fit, schedule_shift, settings_from
 from gradstep.diagnosis.probe import Probe
 from gradstep.diagnosis.rules.ratios import gradcheck_line
 from gradstep.diagnosis.view import StepView
@@ -31,17 +31,70 @@ from gradstep.diagnosis.words import factor_text, join_names, nice, worst_line
 
 FIT_STEPS = 8
 MAX_FIT_STEPS = 64  # a bound on the records a fit reads: the rule is the same at every step
-MODELS = (("g",), ("g", "prev"), ("g", "w"), ("g", "prev", "w"))
 
 
 @dataclass(frozen=True)
 class UpdateFit:
-    """One side's update of one parameter as SGD: lr, momentum, weight decay (None: no such form fits)."""
+    """One side's update of one parameter as SGD: lr, momentum (classic or Nesterov, dampened or not),
+    weight decay."""
 
     lr: float
     momentum: float
     weight_decay: float
     residual: float
+    nesterov: bool = False
+    dampening: float = 0.0  # torch's form: v = m·v + (1 − d)·g after a first step of v = g
+    precision: float = 1e-9  # how close its constants are to the true ones, relatively (the weights' rounding)
+
+    def nice(self, value: float) -> str:
+        """A constant of this fit in a sentence: 0.9 for a float32 fit's 0.8999999725."""
+        return nice(value, self.precision)
+
+
+def _decay(c: dict[str, float]) -> float:
+    """The weight decay λ a fit reads (0 without a w term). A negative one (weights pushed away from 0) is no
+    decay: on a bias that starts at 0 the w term can stand in for a gradient of the step before."""
+    return c.get("w", 0.0) / c["g"]
+
+
+def _classic(c: dict[str, float]) -> UpdateFit | None:
+    """Δw_k = m·Δw_(k-1) − lr·(g_k + λ·w_k): SGD, with momentum m and weight decay λ where fitted."""
+    m = c.get("prev", 0.0)
+    if not (c["g"] < 0 and -1e-9 <= m <= 1.0 + 1e-9 and _decay(c) >= 0):
+        return None
+    return UpdateFit(lr=-c["g"], momentum=m, weight_decay=_decay(c), residual=0.0)
+
+
+def _nesterov(c: dict[str, float]) -> UpdateFit | None:
+    """torch's Nesterov: v_k = m·v_(k-1) + g_k, Δw_k = −lr·(g_k + m·v_k), which is
+    Δw_k = m·Δw_(k-1) − lr·(1 + m)·g_k + lr·m·g_(k-1) (g with λ·w added under weight decay)."""
+    m = c["prev"]
+    if not (c["g"] < 0 and 1e-6 < m <= 1.0 + 1e-9):
+        return None
+    lr, decay = -c["g"] / (1 + m), _decay(c)
+    if decay < 0 or not close(c["gprev"], lr * m, 1e-3) or \
+            abs(c.get("wprev", 0.0) - lr * m * decay) > 1e-3 * lr * decay:
+        return None
+    return UpdateFit(lr=lr, momentum=m, weight_decay=decay, residual=0.0, nesterov=True)
+
+
+def _dampened(c: dict[str, float]) -> UpdateFit | None:
+    """torch's dampening d: the first step takes the whole gradient (v = g), later ones (1 − d)·g:
+    Δw_0 = −lr·(g_0 + λ·w_0), Δw_k = m·Δw_(k-1) − lr·(1 − d)·(g_k + λ·w_k)."""
+    m, lr = c["prev"], -(c["g"] + c["g0"])
+    if not (lr > 0 and 1e-6 < m <= 1.0 + 1e-9 and c["g"] < 0):
+        return None
+    dampening, decay = 1 - c["g"] / -lr, _decay(c)
+    first_decay = c.get("w0", 0.0) + c.get("w", 0.0)
+    if decay < 0 or not 1e-6 < dampening < 1 or abs(first_decay + lr * decay) > 1e-3 * lr * abs(decay):
+        return None
+    return UpdateFit(lr=lr, momentum=m, weight_decay=decay, residual=0.0, dampening=dampening)
+
+
+# Simplest first: a form with more terms fits whatever a simpler one does.
+MODELS = ((("g",), _classic), (("g", "prev"), _classic), (("g", "w"), _classic), (("g", "prev", "w"), _classic),
+          (("g", "prev", "gprev"), _nesterov), (("g", "prev", "gprev", "w", "wprev"), _nesterov),
+          (("g", "prev", "g0"), _dampened), (("g", "prev", "g0", "w", "w0"), _dampened))
 
 
 # ---- the update rule -------------------------------------------------------------------
@@ -62,61 +115,96 @@ def update_rule_findings(view: StepView, probe: Probe | None, found: list[Findin
     return out
 
 
+def _update_features(deltas: list[np.ndarray], grads: list[np.ndarray], weights: list[np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+    """Every term an SGD form may have, each the steps' elements end to end (steps from 0)."""
+    def flat(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.ravel(x) for x in arrays]).astype(np.float64)
+
+    zero = np.zeros(np.size(deltas[0]))
+    later = [zero] * (len(deltas) - 1)
+    return {"g": flat(grads), "w": flat(weights),
+            "prev": flat([zero, *deltas[:-1]]), "gprev": flat([zero, *grads[:-1]]),
+            "wprev": flat([zero, *weights[:-1]]), "g0": flat([grads[0], *later]), "w0": flat([weights[0], *later])}
+
+
 def fit_update(deltas: list[np.ndarray], grads: list[np.ndarray], weights: list[np.ndarray],
-               tol: float) -> UpdateFit | None:
-    """The simplest SGD form that reproduces ``deltas`` from ``grads`` and ``weights`` (steps from 0)."""
+               noise: list[np.ndarray], eps: float = 0.0) -> UpdateFit | None:
+    """The simplest SGD form that reproduces ``deltas`` from ``grads`` and ``weights`` (steps from 0), every
+    element within its ``noise``; ``eps``, the weights' machine epsilon, says how precise its constants are."""
     d = np.concatenate([np.ravel(x) for x in deltas]).astype(np.float64)
-    features = {
-        "g": np.concatenate([np.ravel(x) for x in grads]).astype(np.float64),
-        "prev": np.concatenate([np.ravel(np.zeros_like(deltas[0]))] + [np.ravel(x) for x in deltas[:-1]]),
-        "w": np.concatenate([np.ravel(x) for x in weights]).astype(np.float64),
-    }
     scale = float(np.max(np.abs(d), initial=0.0))
     if scale == 0 or not np.isfinite(d).all():
         return None
-    for model in MODELS:
+    features = _update_features(deltas, grads, weights)
+    allowed = np.concatenate([np.ravel(x) for x in noise]) + 1e-7 * scale
+    precision = max(1e-9, 100 * eps)
+    for model, interpret in MODELS:
         x = np.stack([features[f] for f in model], axis=1)
         # Two equations more than unknowns at least: a one-element bias over three steps fits anything exactly.
         if len(d) < len(model) + 2 or np.linalg.matrix_rank(x) < len(model):
             continue
         beta, *_ = np.linalg.lstsq(x, d, rcond=None)
-        residual = float(np.max(np.abs(x @ beta - d))) / scale
-        coef = dict(zip(model, (float(b) for b in beta), strict=True))
-        plausible = coef["g"] < 0 and -1e-9 <= coef.get("prev", 0.0) <= 1.0 + 1e-9
-        if residual <= tol and plausible:
-            c = coef["g"]
-            return UpdateFit(lr=-c, momentum=coef.get("prev", 0.0), weight_decay=coef.get("w", 0.0) / c if c else 0.0,
-                             residual=residual)
+        miss = np.abs(x @ beta - d)
+        fits = bool(np.all(miss <= allowed))
+        fitted = interpret(dict(zip(model, (float(b) for b in beta), strict=True))) if fits else None
+        if fitted is not None:
+            return replace(fitted, residual=float(np.max(miss)) / scale, precision=precision)
     return None
 
 
-def _side_series(probe: Probe, side: str, name: str, steps: range) -> tuple[list, list, list] | None:
-    deltas, grads, weights = [], [], []
+@dataclass
+class Series:
+    """One side's updates of one weight over steps from 0, in float64, with each element's rounding noise."""
+
+    deltas: list[np.ndarray]
+    grads: list[np.ndarray]
+    weights: list[np.ndarray]
+    noise: list[np.ndarray]
+    eps: float = 0.0
+
+
+def _side_series(probe: Probe, side: str, name: str, steps: range) -> Series | None:
+    series = Series([], [], [], [])
+    eps = 0.0
     for step in steps:
         tensors = getattr(probe.record(step), side)
         w, g, a = (tensors.get(k(name)) for k in (keys.before, keys.grad, keys.after))
         if w is None or g is None or a is None:
             return None
-        w64 = np.asarray(w, dtype=np.float64)
-        deltas.append(np.asarray(a, dtype=np.float64) - w64)
-        grads.append(np.asarray(g, dtype=np.float64))
-        weights.append(w64)
-    return deltas, grads, weights
+        eps = max(eps, lower_eps(np.asarray(w), np.asarray(a)))
+        w64, a64 = np.asarray(w, dtype=np.float64), np.asarray(a, dtype=np.float64)
+        series.deltas.append(a64 - w64)
+        series.grads.append(np.asarray(g, dtype=np.float64))
+        series.weights.append(w64)
+        series.noise.append(4 * (np.abs(w64) + np.abs(a64)))
+    # The weights' own rounding, and the momentum buffer's, which grows with the update's scale.
+    scale = max((float(np.max(np.abs(d), initial=0.0)) for d in series.deltas), default=0.0)
+    series.noise = [eps * (n + 16 * scale) for n in series.noise]
+    series.eps = eps
+    return series
+
+
+def _pieces(probe: Probe, name: str, series: Series) -> dict[str, Series]:
+    """``series`` split into the torch parameters ``name`` maps to (the whole of it when it maps to one)."""
+    names = probe.torch_names(name)
+    if len(names) == 1:
+        return {names[0]: series}
+
+    def piece(arrays: list[np.ndarray], i: int) -> list[np.ndarray]:
+        return [probe.pieces(name, x)[i][1] for x in arrays]
+
+    return {t: Series(piece(series.deltas, i), piece(series.grads, i), piece(series.weights, i),
+                      piece(series.noise, i), series.eps) for i, t in enumerate(names)}
 
 
 def _fits(probe: Probe, name: str, side: str, steps: range) -> dict[str, UpdateFit | None] | None:
-    """The update fit of each torch parameter ``name`` maps to (the whole weight when it maps to one)."""
+    """The update fit of each torch parameter ``name`` maps to."""
     series = _side_series(probe, side, name, steps)
     if series is None:
         return None
-    deltas, grads, weights = series
-    tol = max(agreement_tolerance(*deltas[:1]) * 10, 1e-9)
-    names = probe.torch_names(name)
-
-    def piece(arrays: list[np.ndarray], i: int) -> list[np.ndarray]:
-        return [x if len(names) == 1 else probe.pieces(name, x)[i][1] for x in arrays]
-
-    return {t: fit_update(piece(deltas, i), piece(grads, i), piece(weights, i), tol) for i, t in enumerate(names)}
+    return {t: fit_update(s.deltas, s.grads, s.weights, s.noise, s.eps)
+            for t, s in _pieces(probe, name, series).items()}
 
 
 def _compare_updates(view: StepView, probe: Probe, name: str) -> Finding | None:
@@ -150,13 +238,15 @@ def _compare_updates(view: StepView, probe: Probe, name: str) -> Finding | None:
                    values=_fit_values(numpy_fits, torch_fits))
 
 
-def _difference(piece: str, a: UpdateFit | None, b: UpdateFit | None, probe: Probe) -> tuple[str, str]:
+def _difference(piece: str, a: UpdateFit, b: UpdateFit, probe: Probe) -> tuple[str, str]:
     """How NumPy's update ``a`` of ``piece`` differs from torch's ``b`` in a sentence, and the side at fault."""
-    if a is None or b is None:
-        return _unfitted(piece, a, b)
     hp = _hyper_values(probe)
     if not close(a.momentum, b.momentum, 1e-6) and abs(a.momentum - b.momentum) > 1e-9:
         return _momentum_difference(piece, a, b, hp)
+    if a.nesterov != b.nesterov:
+        return _nesterov_difference(piece, a, b, probe)
+    if not close(a.dampening, b.dampening, 1e-6) and abs(a.dampening - b.dampening) > 1e-9:
+        return _dampening_difference(piece, a, b, probe)
     if not close(a.lr, b.lr, 1e-6):
         return _lr_difference(piece, a, b, hp)
     if not close(a.weight_decay, b.weight_decay, 1e-6) and abs(a.weight_decay - b.weight_decay) > 1e-12:
@@ -164,36 +254,54 @@ def _difference(piece: str, a: UpdateFit | None, b: UpdateFit | None, probe: Pro
     return "", ""
 
 
-def _unfitted(piece: str, a: UpdateFit | None, b: UpdateFit | None) -> tuple[str, str]:
-    if a is None and b is None:
-        return f"neither side's update of {piece} is SGD with momentum and weight decay", "both"
-    which = "NumPy" if a is None else "torch"
-    return (f"{which}'s update of {piece} is not SGD with momentum and weight decay (Adam? clipping?)",
-            which.lower())
-
-
 def _momentum_difference(piece: str, a: UpdateFit, b: UpdateFit, hp: dict[str, float]) -> tuple[str, str]:
     summed = [w for w, f in (("NumPy", a), ("torch", b)) if close(f.momentum, 1.0, 1e-6)]
     running = f" ({summed[0]}'s update uses a running sum of every gradient so far)" if summed else ""
-    return (f"{piece}: momentum {nice(a.momentum)} on the NumPy side, {nice(b.momentum)} on torch's{running}",
+    return (f"{piece}: momentum {a.nice(a.momentum)} on the NumPy side, {b.nice(b.momentum)} on torch's{running}",
             _off_hp(a.momentum, b.momentum, hp.get("momentum")))
+
+
+def _nesterov_difference(piece: str, a: UpdateFit, b: UpdateFit, probe: Probe) -> tuple[str, str]:
+    """One side's momentum is Nesterov's. The side at fault: the one that is not the scenario's ``nesterov``
+    hyper-parameter; without one, torch's optimizer, where the flag is (nesterov=True, or its absence)."""
+    which, other = ("NumPy", "torch") if a.nesterov else ("torch", "NumPy")
+    m = a.momentum
+    text = (f"{piece}: {which}'s momentum is Nesterov's (v = m·v + g, w −= lr·(g + m·v): its first step is "
+            f"(1 + m) = {a.nice(1 + m)}× a classic one), {other}'s is classic (v = m·v + g, w −= lr·v)")
+    flag = probe.hyper().get("nesterov")
+    if isinstance(flag, bool):
+        return text, "numpy" if a.nesterov != flag else "torch"
+    if probe.scenario.torch.optimizer is not None:
+        return text + f" — torch.optimizer {'sets' if b.nesterov else 'does not set'} nesterov=True", "torch"
+    return text, which.lower()
+
+
+def _dampening_difference(piece: str, a: UpdateFit, b: UpdateFit, probe: Probe) -> tuple[str, str]:
+    """One side dampens its momentum torch's way; the side at fault is the one that differs from the scenario's
+    ``dampening``, else the one that dampens (SGD's default is none)."""
+    text = (f"{piece}: dampening {a.nice(a.dampening)} on the NumPy side, {b.nice(b.dampening)} on torch's (v = m·v + "
+            "(1 − dampening)·g after a first step of v = g)")
+    hp = probe.hyper().get("dampening")
+    if isinstance(hp, (int, float)) and not isinstance(hp, bool):
+        return text, _off_hp(a.dampening, b.dampening, float(hp))
+    return text, "numpy" if abs(a.dampening) > abs(b.dampening) else "torch"
 
 
 def _lr_difference(piece: str, a: UpdateFit, b: UpdateFit, hp: dict[str, float]) -> tuple[str, str]:
     rho, m = (a.lr / b.lr if b.lr else float("inf")), a.momentum
     if m > 0 and close(rho, 1 - m, 1e-5):
-        return (f"{piece}: NumPy dampens the gradient by (1 − momentum) = {nice(1 - m)} (v = m·v − (1 − m)·g, an "
+        return (f"{piece}: NumPy dampens the gradient by (1 − momentum) = {a.nice(1 - m)} (v = m·v − (1 − m)·g, an "
                 f"exponential average), torch's SGD adds it whole (v = m·v + g, dampening 0)", "numpy")
     if m > 0 and close(rho, 1 / (1 - m), 1e-5):
-        return f"{piece}: torch dampens the gradient by (1 − momentum) = {nice(1 - m)}, NumPy adds it whole", "torch"
-    return (f"{piece}: learning rate {nice(a.lr)} on the NumPy side, {nice(b.lr)} on torch's (NumPy's step is "
+        return f"{piece}: torch dampens the gradient by (1 − momentum) = {a.nice(1 - m)}, NumPy adds it whole", "torch"
+    return (f"{piece}: learning rate {a.nice(a.lr)} on the NumPy side, {b.nice(b.lr)} on torch's (NumPy's step is "
             f"{factor_text(rho)}× torch's)", _off_hp(a.lr, b.lr, hp.get("lr")))
 
 
 def _decay_difference(piece: str, a: UpdateFit, b: UpdateFit) -> tuple[str, str]:
     on = "NumPy" if abs(a.weight_decay) > abs(b.weight_decay) else "torch"
     bias = " — applied to the bias" if "bias" in piece and 0.0 in (a.weight_decay, b.weight_decay) else ""
-    return (f"{piece}: weight decay {nice(a.weight_decay)} on the NumPy side, {nice(b.weight_decay)} on torch's"
+    return (f"{piece}: weight decay {a.nice(a.weight_decay)} on the NumPy side, {b.nice(b.weight_decay)} on torch's"
             f"{bias} ({on} decays it)", on.lower())
 
 
@@ -220,9 +328,15 @@ def _hyper_values(probe: Probe) -> dict[str, float]:
 def _fit_line(side: str, piece: str, fit: UpdateFit | None) -> str:
     if fit is None:
         return f"{side} {piece}: no SGD form fits its updates"
-    return (f"{side} {piece}: Δw = −{num(fit.lr)}·(g{' + ' + num(fit.weight_decay) + '·w' if fit.weight_decay else ''})"
-            f"{' + ' + num(fit.momentum) + '·Δw_prev' if fit.momentum else ''} (fitted over its own steps, residual "
-            f"{num(fit.residual)})")
+    g = f"g + {num(fit.weight_decay)}·w" if fit.weight_decay else "g"
+    if fit.nesterov:
+        form = f"v = {num(fit.momentum)}·v + ({g}), Δw = −{num(fit.lr)}·({g} + {num(fit.momentum)}·v) (Nesterov)"
+    elif fit.dampening:
+        form = (f"v = {num(fit.momentum)}·v + {num(1 - fit.dampening)}·({g}) (v = {g} at the first step), "
+                f"Δw = −{num(fit.lr)}·v")
+    else:
+        form = f"Δw = −{num(fit.lr)}·({g})" + (f" + {num(fit.momentum)}·Δw_prev" if fit.momentum else "")
+    return f"{side} {piece}: {form} (fitted over its own steps, residual {num(fit.residual)})"
 
 
 def _fit_values(numpy_fits: dict, torch_fits: dict) -> dict[str, float]:
@@ -231,7 +345,9 @@ def _fit_values(numpy_fits: dict, torch_fits: dict) -> dict[str, float]:
         for piece, fit in fits.items():
             if fit is not None:
                 out.update({f"{side} {piece} lr": fit.lr, f"{side} {piece} momentum": fit.momentum,
-                            f"{side} {piece} weight_decay": fit.weight_decay})
+                            f"{side} {piece} weight_decay": fit.weight_decay,
+                            f"{side} {piece} nesterov": float(fit.nesterov),
+                            f"{side} {piece} dampening": fit.dampening})
     return out
 
 
@@ -239,17 +355,9 @@ def _fit_values(numpy_fits: dict, torch_fits: dict) -> dict[str, float]:
 
 
 def _rule_fits(probe: Probe, name: str, side: str, steps: range, settings: Settings) -> dict[str, RuleFit | None]:
-    deltas, grads, weights = _side_series(probe, side, name, steps)
-    afters = [d + w for d, w in zip(deltas, weights, strict=True)]
-    eps = lower_eps(*[np.asarray(getattr(probe.record(s), side)[keys.after(name)]) for s in steps[:1]])
-    noise = [4 * eps * (np.abs(w) + np.abs(a)) for w, a in zip(weights, afters, strict=True)]
-    names = probe.torch_names(name)
-
-    def piece(arrays: list[np.ndarray], i: int) -> list[np.ndarray]:
-        return [x if len(names) == 1 else probe.pieces(name, x)[i][1] for x in arrays]
-
-    return {t: first_fit(piece(deltas, i), piece(grads, i), piece(weights, i), settings, piece(noise, i))
-            for i, t in enumerate(names)}
+    series = _side_series(probe, side, name, steps)
+    return {t: first_fit(s.deltas, s.grads, s.weights, settings, s.noise)
+            for t, s in _pieces(probe, name, series).items()}
 
 
 def _compare_rules(view: StepView, probe: Probe, name: str, steps: range) -> Finding | None:
@@ -396,10 +504,13 @@ def _penalty(view: StepView, probe: Probe | None, name: str, pair: tuple[np.ndar
         return None  # one number is proportional to anything: only a known penalty makes it a reading
     if probe is not None and _accumulated(view, probe, name, g_np - g_t, noise):
         return None  # the control: from a zero start, an unzeroed gradient is k·w with k = 1/lr
-    side, function, blame = _penalty_blame(view, probe, name, k)
-    pieces = _piece_coefficients(probe, name, g_np - g_t, w, noise) if probe is not None else {}
     base = named[0].removeprefix("2·") if named else ""
     amount = f"{named[0]}·{name} ({base} = {num(named[1])})" if named else f"{nice(abs(k))}·{name}"
+    where = _penalty_elsewhere(view, probe, name, k, w)
+    if where:
+        return _split_penalty(view, name, k, amount, where)  # the control: the same training, split differently
+    side, function, blame = _penalty_blame(view, probe, name, k)
+    pieces = _piece_coefficients(probe, name, g_np - g_t, w, noise) if probe is not None else {}
     bigger = "NumPy" if k > 0 else "torch"
     cause = f"the {bigger} gradient of {name} is the other side's plus {amount}{_bias_clause(name, pieces, k)}: "
     cause += blame or (f"an L2 penalty's gradient added on the {bigger} side only. Apply the same penalty on both "
@@ -416,6 +527,49 @@ def _penalty(view: StepView, probe: Probe | None, name: str, pair: tuple[np.ndar
                    tensor=keys.grad(name), side=side, function=function,
                    tensors=(keys.grad(name), keys.after(name)),
                    values={"k": k, **({base: named[1]} if named else {})})
+
+
+def _updates_agree(view: StepView, name: str) -> bool:
+    """Both sides' updates of ``name`` agree (the update pair where recorded, else the new weights)."""
+    measured = [k for k in (keys.update(name), keys.after(name)) if k in view.comparisons]
+    return bool(measured) and all(view.agrees(k) for k in measured)
+
+
+def _penalty_elsewhere(view: StepView, probe: Probe | None, name: str, k: float, w: np.ndarray) -> str:
+    """Where the side without the L2 term k·w in its gradient adds it instead, when its update does and the
+    updates agree: torch's optimizer's weight decay, or a decay term in NumPy's fitted update. "" otherwise (the
+    updates may agree only because k·w is too small to show in them yet)."""
+    if probe is None or not _updates_agree(view, name):
+        return ""
+    if k > 0:
+        decay = coupled_decay(probe.engine, name, w)
+        if np.all(np.isclose(decay, k, rtol=1e-3, atol=0)):
+            return (f"torch's optimizer adds it as weight decay (weight_decay = {nice(float(np.max(decay)))} in "
+                    "torch.optimizer), after .grad is read")
+        return ""
+    fits = _fits(probe, name, "numpy", range(0, min(probe.steps_run, FIT_STEPS)))
+    if fits and all(f is not None and close(f.weight_decay, -k, 1e-3) for f in fits.values()):
+        fit = next(iter(fits.values()))
+        return f"NumPy's update adds it (numpy.update: w −= lr·(g + {fit.nice(fit.weight_decay)}·w))"
+    return ""
+
+
+def _split_penalty(view: StepView, name: str, k: float, amount: str, where: str) -> Finding:
+    """The gradients differ by an L2 term k·w that the other side adds in its update: not a bug."""
+    bigger, other = ("NumPy", "torch") if k > 0 else ("torch", "NumPy")
+    cause = (f"the {bigger} gradient of {name} is the other side's plus {amount}, but the updates agree: {bigger}'s "
+             f"gradient holds the L2 penalty's gradient, {other}'s does not because {where}. The same training, "
+             f"split differently — not a bug. To compare the gradients like with like, add the penalty where the "
+             f"other side does.")
+    if "loss" in view.diverged:
+        cause += f" The losses differ for the same reason: {bigger}'s holds the penalty, {other}'s does not."
+    evidence = [worst_line(view.comparisons[keys.grad(name)]),
+                f"numpy − torch = k·{name} with k = {num(k)} for every element (within the gradients' rounding)"]
+    evidence += [f"{key} agrees: {worst_line(view.comparisons[key])}" for key in (keys.update(name), keys.after(name))
+                 if key in view.comparisons]
+    return Finding(rule="penalty", cause=cause, evidence=tuple(evidence), confidence=0.9, step=view.step,
+                   tensor=keys.grad(name), side=None, function=None, tensors=(keys.grad(name),),
+                   values={"k": k})
 
 
 def _penalty_blame(view: StepView, probe: Probe | None, name: str, k: float) -> tuple[str, str, str]:
