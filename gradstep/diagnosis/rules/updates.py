@@ -213,7 +213,8 @@ def _compare_updates(view: StepView, probe: Probe, name: str) -> Finding | None:
     if numpy_fits is None or torch_fits is None:
         return None
     if any(f is None for f in [*numpy_fits.values(), *torch_fits.values()]):
-        return _compare_rules(view, probe, name, steps)  # not SGD at one rate on some side: the wider families
+        # Not SGD at one rate on some side: the wider families, with the SGD fits a side has.
+        return _compare_rules(view, probe, name, steps, {"numpy": numpy_fits, "torch": torch_fits})
     differences, sides = [], set()
     for piece in numpy_fits:
         a, b = numpy_fits[piece], torch_fits.get(piece)
@@ -360,7 +361,8 @@ def _rule_fits(probe: Probe, name: str, side: str, steps: range, settings: Setti
             for t, s in _pieces(probe, name, series).items()}
 
 
-def _compare_rules(view: StepView, probe: Probe, name: str, steps: range) -> Finding | None:
+def _compare_rules(view: StepView, probe: Probe, name: str, steps: range,
+                   sgd: dict[str, dict[str, UpdateFit | None]]) -> Finding | None:
     optimizer = probe.engine.live.torch.optimizer
     settings = settings_from(optimizer, probe.hyper())
     numpy_fits = _rule_fits(probe, name, "numpy", steps, settings)
@@ -368,7 +370,11 @@ def _compare_rules(view: StepView, probe: Probe, name: str, steps: range) -> Fin
     differences, sides, values = [], [], {}
     for piece, a in numpy_fits.items():
         b = torch_fits.get(piece)
-        text, side = _rule_difference(piece, a, b, probe, settings)
+        a_sgd, b_sgd = sgd["numpy"].get(piece), sgd["torch"].get(piece)
+        if (a is None and a_sgd is not None) or (b is None and b_sgd is not None):
+            text, side = _mixed_difference(piece, a or a_sgd, b or b_sgd, settings)
+        else:
+            text, side = _rule_difference(piece, a, b, probe, settings)
         if text:
             differences.append(text)
             sides.append(side)
@@ -382,8 +388,8 @@ def _compare_rules(view: StepView, probe: Probe, name: str, steps: range) -> Fin
     side = None if side == "none" else side
     evidence = [worst_line(view.comparisons[keys.after(name)]),
                 f"grad {name} agrees: {worst_line(view.comparisons[keys.grad(name)])}"]
-    evidence += [_rule_line(w, p, f) for w, fits in (("numpy", numpy_fits), ("torch", torch_fits))
-                 for p, f in fits.items()]
+    evidence += [_rule_line(w, p, f) if f is not None or sgd[w].get(p) is None else _fit_line(w, p, sgd[w][p])
+                 for w, fits in (("numpy", numpy_fits), ("torch", torch_fits)) for p, f in fits.items()]
     first_step = _first_step_ratio(probe, name, steps)
     evidence += first_step
     cause = f"the gradients of {name} agree but the updates do not: " + "; ".join(differences) + "."
@@ -425,6 +431,38 @@ def _rule_difference(piece: str, a: RuleFit | None, b: RuleFit | None, probe: Pr
         return (f"{piece}: both are {a.rule.name}, with learning rates that differ from step to step: NumPy's "
                 f"{_rates(a.lrs)}, torch's {_rates(b.lrs)}", "numpy")
     return "", ""
+
+
+def _mixed_difference(piece: str, a: RuleFit | UpdateFit | None, b: RuleFit | UpdateFit | None,
+                      settings: Settings) -> tuple[str, str]:
+    """One side's update is SGD with momentum (the linear fits), the other's a rule of the wider families."""
+    def text(fit: RuleFit | UpdateFit | None) -> str:
+        if fit is None:
+            return "none of the rules tried"
+        return _sgd_text(fit) if isinstance(fit, UpdateFit) else _rule_text(fit)
+
+    def family(fit: RuleFit | UpdateFit | None) -> str:
+        return "SGD" if isinstance(fit, UpdateFit) else fit.rule.family if fit is not None else ""
+
+    preferred = settings.preferred
+    if preferred and family(b) == preferred != family(a):
+        at_fault = "numpy"
+    elif preferred and family(a) == preferred != family(b):
+        at_fault = "torch"
+    else:
+        at_fault = "both"
+    return f"{piece}: NumPy's update is {text(a)}, torch's {text(b)}", at_fault
+
+
+def _sgd_text(fit: UpdateFit) -> str:
+    parts = [f"lr {fit.nice(fit.lr)}"]
+    if fit.momentum:
+        parts.append(f"{'Nesterov ' if fit.nesterov else ''}momentum {fit.nice(fit.momentum)}")
+    if fit.dampening:
+        parts.append(f"dampening {fit.nice(fit.dampening)}")
+    if fit.weight_decay:
+        parts.append(f"weight decay {fit.nice(fit.weight_decay)}")
+    return f"SGD ({', '.join(parts)})"
 
 
 def _rule_at_fault(a: RuleFit, b: RuleFit, settings: Settings) -> str:
