@@ -105,3 +105,14 @@ def test_the_line_localiser_runs_a_loss_that_takes_the_weights():
     rule, side, function, *_ = MODULES["mlp_sigmoid"].EXPECTED["as-posted"]
     top = diagnose(engine, strict=True)[0]
     assert (top.rule, top.side, top.function) == (rule, side, function), top.cause
+
+
+def test_nesterov_is_named_after_one_step():
+    """With one step run classic and Nesterov momentum differ only by the first step's (1 + m): say so (it read as
+    a learning rate 1.9× NumPy's)."""
+    engine = Engine(load_scenario(str(WILD / "twin_momentum.py"), "classic"))
+    engine.run(steps=1)
+    top = diagnose(engine, strict=True)[0]
+    assert (top.rule, top.side, top.function) == ("update-rule", "torch", "torch.optimizer")
+    assert "(1 + momentum) = 1.9× the other's: Nesterov momentum's first step" in top.cause
+    assert "sets nesterov=True" in top.cause

@@ -249,7 +249,7 @@ def _difference(piece: str, a: UpdateFit, b: UpdateFit, probe: Probe) -> tuple[s
     if not close(a.dampening, b.dampening, 1e-6) and abs(a.dampening - b.dampening) > 1e-9:
         return _dampening_difference(piece, a, b, probe)
     if not close(a.lr, b.lr, 1e-6):
-        return _lr_difference(piece, a, b, hp)
+        return _nesterov_first_step(piece, a, b, probe) or _lr_difference(piece, a, b, hp)
     if not close(a.weight_decay, b.weight_decay, 1e-6) and abs(a.weight_decay - b.weight_decay) > 1e-12:
         return _decay_difference(piece, a, b)
     return "", ""
@@ -286,6 +286,28 @@ def _dampening_difference(piece: str, a: UpdateFit, b: UpdateFit, probe: Probe) 
     if isinstance(hp, (int, float)) and not isinstance(hp, bool):
         return text, _off_hp(a.dampening, b.dampening, float(hp))
     return text, "numpy" if abs(a.dampening) > abs(b.dampening) else "torch"
+
+
+def _torch_group(probe: Probe, piece: str) -> dict:
+    """The param group of torch's optimizer that holds the torch parameter ``piece`` ({} without one)."""
+    optimizer, param = probe.engine.live.torch.optimizer, probe.engine.live.torch.params.get(piece)
+    groups = getattr(optimizer, "param_groups", None) or []
+    return next((g for g in groups if any(q is param for q in g["params"])), {})
+
+
+def _nesterov_first_step(piece: str, a: UpdateFit, b: UpdateFit, probe: Probe) -> tuple[str, str] | None:
+    """A learning rate (1 + m)× the other side's where torch's SGD has momentum m: Nesterov's first step
+    (the only one there is when one step has run: classic and Nesterov differ from the second)."""
+    group = _torch_group(probe, piece)
+    m = group.get("momentum") or 0.0
+    rho = a.lr / b.lr if b.lr else float("inf")
+    if not m or not (close(rho, 1 / (1 + m), 1e-5) or close(rho, 1 + m, 1e-5)):
+        return None
+    bigger = "torch" if rho < 1 else "NumPy"
+    flag = "sets nesterov=True" if group.get("nesterov") else "does not set nesterov=True"
+    return (f"{piece}: {bigger}'s step is (1 + momentum) = {a.nice(1 + m)}× the other's: Nesterov momentum's first "
+            f"step on {bigger}'s side, classic momentum's on the other — torch.optimizer {flag} (more steps tell "
+            "the two rules apart)", "torch")
 
 
 def _lr_difference(piece: str, a: UpdateFit, b: UpdateFit, hp: dict[str, float]) -> tuple[str, str]:
