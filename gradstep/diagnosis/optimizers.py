@@ -266,8 +266,14 @@ def coupled_decay(engine: Any, numpy_name: str, like: np.ndarray) -> np.ndarray 
     return np.asarray(mapping.layout.to_numpy(*[np.full(np.shape(p), d) for p, d in zip(parts, decays, strict=True)]))
 
 
+def param_group(optimizer: Any, param: Any) -> dict:
+    """The param group of ``optimizer`` that holds ``param`` ({} when none does, or without an optimizer)."""
+    groups = getattr(optimizer, "param_groups", None) or []
+    return next((g for g in groups if any(q is param for q in g["params"])), {})
+
+
 def _group_decay(optimizer: Any, param: Any) -> float:
-    group = next((g for g in optimizer.param_groups if any(q is param for q in g["params"])), None)
-    if group is None or type(optimizer).__name__ in DECOUPLED or group.get("decoupled_weight_decay"):
+    group = param_group(optimizer, param)
+    if not group or type(optimizer).__name__ in DECOUPLED or group.get("decoupled_weight_decay"):
         return 0.0
     return float(group.get("weight_decay", 0.0) or 0.0)

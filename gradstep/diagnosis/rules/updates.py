@@ -23,7 +23,15 @@ import numpy as np
 from gradstep import keys
 from gradstep.diagnosis.findings import Finding, num
 from gradstep.diagnosis.numeric import close, constant_ratio, fit_coefficient, lower_eps
-from gradstep.diagnosis.optimizers import RuleFit, Settings, coupled_decay, first_fit, schedule_shift, settings_from
+from gradstep.diagnosis.optimizers import (
+    RuleFit,
+    Settings,
+    coupled_decay,
+    first_fit,
+    param_group,
+    schedule_shift,
+    settings_from,
+)
 from gradstep.diagnosis.probe import Probe
 from gradstep.diagnosis.rules.ratios import gradcheck_line
 from gradstep.diagnosis.view import StepView
@@ -207,8 +215,13 @@ def _fits(probe: Probe, name: str, side: str, steps: range) -> dict[str, UpdateF
             for t, s in _pieces(probe, name, series).items()}
 
 
+def _fit_steps(view: StepView, probe: Probe) -> range:
+    """The steps a fit reads: from 0, the first FIT_STEPS or up to the diagnosed step, MAX_FIT_STEPS at most."""
+    return range(0, min(probe.steps_run, max(view.step + 1, FIT_STEPS), MAX_FIT_STEPS))
+
+
 def _compare_updates(view: StepView, probe: Probe, name: str) -> Finding | None:
-    steps = range(0, min(probe.steps_run, max(view.step + 1, FIT_STEPS), MAX_FIT_STEPS))
+    steps = _fit_steps(view, probe)
     numpy_fits, torch_fits = _fits(probe, name, "numpy", steps), _fits(probe, name, "torch", steps)
     if numpy_fits is None or torch_fits is None:
         return None
@@ -288,17 +301,11 @@ def _dampening_difference(piece: str, a: UpdateFit, b: UpdateFit, probe: Probe) 
     return text, "numpy" if abs(a.dampening) > abs(b.dampening) else "torch"
 
 
-def _torch_group(probe: Probe, piece: str) -> dict:
-    """The param group of torch's optimizer that holds the torch parameter ``piece`` ({} without one)."""
-    optimizer, param = probe.engine.live.torch.optimizer, probe.engine.live.torch.params.get(piece)
-    groups = getattr(optimizer, "param_groups", None) or []
-    return next((g for g in groups if any(q is param for q in g["params"])), {})
-
-
 def _nesterov_first_step(piece: str, a: UpdateFit, b: UpdateFit, probe: Probe) -> tuple[str, str] | None:
     """A learning rate (1 + m)× the other side's where torch's SGD has momentum m: Nesterov's first step
     (the only one there is when one step has run: classic and Nesterov differ from the second)."""
-    group = _torch_group(probe, piece)
+    torch_side = probe.engine.live.torch
+    group = param_group(torch_side.optimizer, torch_side.params.get(piece))
     m = group.get("momentum") or 0.0
     rho = a.lr / b.lr if b.lr else float("inf")
     if not m or not (close(rho, 1 / (1 + m), 1e-5) or close(rho, 1 + m, 1e-5)):
@@ -607,7 +614,7 @@ def _penalty_elsewhere(view: StepView, probe: Probe | None, name: str, k: float,
             return (f"torch's optimizer adds it as weight decay (weight_decay = {nice(float(np.max(decay)))} in "
                     "torch.optimizer), after .grad is read")
         return ""
-    fits = _fits(probe, name, "numpy", range(0, min(probe.steps_run, FIT_STEPS)))
+    fits = _fits(probe, name, "numpy", _fit_steps(view, probe))
     if fits and all(f is not None and close(f.weight_decay, -k, 1e-3) for f in fits.values()):
         fit = next(iter(fits.values()))
         return f"NumPy's update adds it (numpy.update: w −= lr·(g + {fit.nice(fit.weight_decay)}·w))"
