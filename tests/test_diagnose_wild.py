@@ -116,3 +116,23 @@ def test_nesterov_is_named_after_one_step():
     assert (top.rule, top.side, top.function) == ("update-rule", "torch", "torch.optimizer")
     assert "(1 + momentum) = 1.9× the other's: Nesterov momentum's first step" in top.cause
     assert "sets nesterov=True" in top.cause
+
+
+def test_adam_whose_step_count_never_advances_is_named():
+    """A hand-written Adam that never stores its step count: the bias correction stays at step 1's. The update
+    rule names it (it said NumPy's update was none of the rules it knows)."""
+    import dataclasses
+
+    adam = MODULES["adam"]
+
+    def stuck(p, grads, state, hp):
+        adam.adam_step(p, grads, state, hp)
+        state["t"] = 0  # the counter is never kept: every step is step 1 to the correction
+
+    scenario = load_scenario(str(WILD / "adam.py"), "fixed")
+    scenario = dataclasses.replace(scenario, numpy=dataclasses.replace(scenario.numpy, update=stuck))
+    engine = Engine(scenario)
+    engine.run(steps=4)
+    top = diagnose(engine, strict=True)[0]
+    assert (top.rule, top.side, top.function) == ("update-rule", "numpy", "numpy.update"), top.cause
+    assert "NumPy's update is Adam with its bias correction stuck at step 1" in top.cause

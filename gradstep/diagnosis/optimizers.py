@@ -7,7 +7,7 @@ every step's update is that multiple of its direction, to the updates' own
 rounding. The candidates:
 
 * SGD (d = g), which with a per-step rate covers learning-rate schedules;
-* Adam, with and without bias correction, with ε inside the square root, with
+* Adam, with and without bias correction (or one stuck at step 1), with ε inside the square root, with
   L2 weight decay in the gradient (``Adam(weight_decay=...)``) and decoupled
   (AdamW);
 * RMSprop and Adagrad.
@@ -43,6 +43,7 @@ class RuleFit:
     rule: Rule
     lrs: np.ndarray  # the fitted learning rate of every step
     residual: float
+    precision: float = 1e-9  # how close the fitted rates are to the true ones, relatively (the weights' rounding)
 
     @property
     def constant_lr(self) -> bool:
@@ -109,14 +110,18 @@ def _unique(values: list) -> list:
 # ---- the rules ---------------------------------------------------------------------------
 
 
-def _adam(b1: float, b2: float, eps: float, correct: bool, eps_inside: bool, decay: float) -> Direction:
+def _adam(b1: float, b2: float, eps: float, correct: bool, eps_inside: bool, decay: float,
+          frozen: bool = False) -> Direction:
+    """Adam's directions; ``frozen``: the bias correction of step 1 at every step (a step counter never
+    advanced)."""
     def directions(grads: list[np.ndarray], weights: list[np.ndarray]) -> list[np.ndarray]:
         m = v = None
         out = []
-        for t, (g, w) in enumerate(zip(grads, weights, strict=True), start=1):
+        for step, (g, w) in enumerate(zip(grads, weights, strict=True), start=1):
             g = g + decay * w if decay else g
             m = (1 - b1) * g if m is None else b1 * m + (1 - b1) * g
             v = (1 - b2) * g * g if v is None else b2 * v + (1 - b2) * g * g
+            t = 1 if frozen else step
             m_hat, v_hat = (m / (1 - b1 ** t), v / (1 - b2 ** t)) if correct else (m, v)
             out.append(m_hat / np.sqrt(v_hat + eps) if eps_inside else m_hat / (np.sqrt(v_hat) + eps))
         return out
@@ -168,6 +173,8 @@ def candidates(s: Settings) -> Iterator[Rule]:
                                   _adam(b1, b2, eps, False, False, decay)))
                 rules.append(Rule("Adam with ε inside the square root", "Adam", coupled,
                                   _adam(b1, b2, eps, True, True, decay)))
+                rules.append(Rule("Adam with its bias correction stuck at step 1 (the step count t never advances)",
+                                  "Adam", coupled, _adam(b1, b2, eps, True, False, decay, frozen=True)))
     for alpha in s.alpha:
         for eps in s.eps:
             rules.append(Rule("RMSprop", "RMSprop", {"alpha": alpha, "eps": eps}, _rmsprop(alpha, eps)))

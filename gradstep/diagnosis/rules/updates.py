@@ -386,8 +386,10 @@ def _fit_values(numpy_fits: dict, torch_fits: dict) -> dict[str, float]:
 
 def _rule_fits(probe: Probe, name: str, side: str, steps: range, settings: Settings) -> dict[str, RuleFit | None]:
     series = _side_series(probe, side, name, steps)
-    return {t: first_fit(s.deltas, s.grads, s.weights, settings, s.noise)
+    fits = {t: first_fit(s.deltas, s.grads, s.weights, settings, s.noise)
             for t, s in _pieces(probe, name, series).items()}
+    precision = max(1e-9, 100 * series.eps)  # as an SGD fit's
+    return {t: f if f is None else replace(f, precision=precision) for t, f in fits.items()}
 
 
 def _compare_rules(view: StepView, probe: Probe, name: str, steps: range,
@@ -449,16 +451,17 @@ def _rule_difference(piece: str, a: RuleFit | None, b: RuleFit | None, probe: Pr
                 (f" ({abs(shift)} steps)" if abs(shift) > 1 else ""))
         ahead = "NumPy's" if shift > 0 else "torch's"
         return (f"{piece}: both are {a.rule.name}, but {ahead} learning-rate schedule runs {span} early: NumPy's "
-                f"rates {_rates(a.lrs)} against torch's {_rates(b.lrs)}", "numpy" if shift > 0 else "torch")
+                f"rates {_rates(a)} against torch's {_rates(b)}", "numpy" if shift > 0 else "torch")
     ratio = a.lrs / b.lrs
     if np.allclose(ratio, ratio[0], rtol=1e-6) and not close(ratio[0], 1.0, 1e-6):
         hp = _hyper_values(probe).get("lr")
-        return (f"{piece}: both are {a.rule.name}, with learning rate {nice(a.lrs[0])} on the NumPy side and "
-                f"{nice(b.lrs[0])} on torch's (NumPy's steps are {factor_text(ratio[0])}× torch's)",
+        return (f"{piece}: both are {a.rule.name}, with learning rate {nice(a.lrs[0], a.precision)} on the NumPy "
+                f"side and {nice(b.lrs[0], b.precision)} on torch's (NumPy's steps are {factor_text(ratio[0])}× "
+                "torch's)",
                 _off_hp(a.lrs[0], b.lrs[0], hp) if hp is not None else "numpy")
     if not np.allclose(a.lrs, b.lrs, rtol=1e-6):
         return (f"{piece}: both are {a.rule.name}, with learning rates that differ from step to step: NumPy's "
-                f"{_rates(a.lrs)}, torch's {_rates(b.lrs)}", "numpy")
+                f"{_rates(a)}, torch's {_rates(b)}", "numpy")
     return "", ""
 
 
@@ -505,16 +508,16 @@ def _rule_at_fault(a: RuleFit, b: RuleFit, settings: Settings) -> str:
 
 def _rule_text(fit: RuleFit) -> str:
     consts = ", ".join(f"{GREEK.get(k, k)} {nice(v)}" for k, v in fit.rule.constants.items())
-    rate = f"lr {nice(fit.lrs[0])}" if fit.constant_lr else f"lr per step {_rates(fit.lrs)}"
+    rate = f"lr {nice(fit.lrs[0], fit.precision)}" if fit.constant_lr else f"lr per step {_rates(fit)}"
     return f"{fit.rule.name} ({', '.join(p for p in (rate, consts) if p)})"
 
 
 GREEK = {"beta1": "β1", "beta2": "β2", "eps": "ε", "alpha": "α", "weight_decay": "weight decay"}
 
 
-def _rates(lrs: np.ndarray) -> str:
-    shown = ", ".join(nice(float(x)) for x in lrs[:6])
-    return f"[{shown}{', …' if len(lrs) > 6 else ''}]"
+def _rates(fit: RuleFit) -> str:
+    shown = ", ".join(nice(float(x), fit.precision) for x in fit.lrs[:6])
+    return f"[{shown}{', …' if len(fit.lrs) > 6 else ''}]"
 
 
 def _rule_line(side: str, piece: str, fit: RuleFit | None) -> str:
