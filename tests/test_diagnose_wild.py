@@ -136,3 +136,21 @@ def test_adam_whose_step_count_never_advances_is_named():
     top = diagnose(engine, strict=True)[0]
     assert (top.rule, top.side, top.function) == ("update-rule", "numpy", "numpy.update"), top.cause
     assert "NumPy's update is Adam with its bias correction stuck at step 1" in top.cause
+
+
+def test_an_update_that_never_reaches_the_weights_is_named():
+    """`w = w - lr * g` in a loop rebinds a name: NumPy's weights never change. Said as such (it read as
+    "learning rate 0 on the NumPy side ... NumPy's steps are -0× torch's")."""
+    import dataclasses
+
+    def rebinding(w, grads, state, hp):
+        for name, weight in w.items():
+            weight = weight - hp.lr * grads[name]  # the planted bug: rebinds a name
+
+    scenario = load_scenario(str(WILD / "cs231n_net.py"), "fixed")
+    scenario = dataclasses.replace(scenario, numpy=dataclasses.replace(scenario.numpy, update=rebinding))
+    engine = Engine(scenario)
+    engine.run(steps=2)
+    top = diagnose(engine, strict=True)[0]
+    assert (top.rule, top.side, top.function) == ("update-rule", "numpy", "numpy.update"), top.cause
+    assert "NumPy's update leaves W1 unchanged (Δw = 0 at every element in steps 0 to 1)" in top.cause

@@ -220,8 +220,32 @@ def _fit_steps(view: StepView, probe: Probe) -> range:
     return range(0, min(probe.steps_run, max(view.step + 1, FIT_STEPS), MAX_FIT_STEPS))
 
 
+def _never_moves(probe: Probe, name: str, side: str, steps: range) -> bool:
+    series = _side_series(probe, side, name, steps)
+    return series is not None and all(not np.any(d) for d in series.deltas)
+
+
+def _unchanged(view: StepView, probe: Probe, name: str, side: str, steps: range) -> Finding:
+    """One side's update never changes the weight: no rule to fit, the result does not reach the weights."""
+    who = "NumPy" if side == "numpy" else "torch"
+    function = "numpy.update" if side == "numpy" else (
+        "torch.optimizer" if probe.scenario.torch.optimizer is not None else "torch.update")
+    span = f"steps 0 to {steps[-1]}" if len(steps) > 1 else "step 0"
+    cause = (f"the gradients of {name} agree but {who}'s update leaves {name} unchanged (Δw = 0 at every element in "
+             f"{span}) while the other side's moves it: the update's result never reaches the weights — a name "
+             "rebound (`w = w - lr * g` in a loop) where the array should change in place (`w -= lr * g`), an "
+             "update applied to a copy, or a learning rate of 0.")
+    evidence = (worst_line(view.comparisons[keys.after(name)]),
+                f"grad {name} agrees: {worst_line(view.comparisons[keys.grad(name)])}")
+    return Finding(rule="update-rule", cause=cause, evidence=evidence, confidence=0.9, step=view.step,
+                   tensor=keys.after(name), side=side, function=function, tensors=(keys.after(name),))
+
+
 def _compare_updates(view: StepView, probe: Probe, name: str) -> Finding | None:
     steps = _fit_steps(view, probe)
+    still = [side for side in ("numpy", "torch") if _never_moves(probe, name, side, steps)]
+    if len(still) == 1:
+        return _unchanged(view, probe, name, still[0], steps)
     numpy_fits, torch_fits = _fits(probe, name, "numpy", steps), _fits(probe, name, "torch", steps)
     if numpy_fits is None or torch_fits is None:
         return None
