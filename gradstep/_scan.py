@@ -41,49 +41,57 @@ def _finite(a: Any, b: Any) -> bool:  # pragma: no cover
     return True
 
 
-# Only on finite elements (checked first): no NaN or Inf to keep track of, no branch an element. The sums of
-# squares are added in the exact pass's order (no "reassoc"): vectorised sums would round by the layout and
-# the machine's vector width, and a pair's normwise error must depend on neither.
+# A sum of squares is added in lanes, one a column of a tile (lane k holds columns k, k + 64, ... in tile
+# order, each row after the one above it), then the lanes in order: the same order whatever the layout or the
+# machine's vector width, so a pair's normwise error depends on neither, and both passes add alike. Lanes are
+# independent, so the compiler can vectorise them without reassociating anything (a single running sum cannot
+# be, and reassociated ones round by the vector width).
+@numba.njit(cache=True, nogil=True)
+def _lanes_total(lanes: Any) -> float:  # pragma: no cover
+    total = 0.0
+    for k in range(lanes.size):
+        total += lanes[k]
+    return total
+
+
+# Only on finite elements (checked first): no NaN or Inf to keep track of, no branch an element. No "reassoc"
+# or "contract": every sum and every product rounds as in the exact pass.
 @numba.njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz"})
 def _fast_sums(a: Any, b: Any, rtol: float, atol: float, tile_max: Any) -> Any:  # pragma: no cover
     rows, cols = a.shape
-    sq_a = sq_b = sq_d = 0.0
+    sq_a, sq_b, sq_d = np.zeros(TILE), np.zeros(TILE), np.zeros(TILE)
+    top, top_rel = np.empty(TILE), np.zeros(TILE)  # per lane: the greatest difference in this tile, and rel
     n_bad = 0
-    # The maxima are taken over the bits: a float's bits, read as an int64, order non-negative floats as
-    # the floats do, and an integer maximum compiles without a branch where a float one (NaN rules) does not.
-    diffs, rels, bits = np.empty(TILE), np.empty(TILE), np.empty(1)
-    diff_bits, rel_bits, as_bits = diffs.view(np.int64), rels.view(np.int64), bits.view(np.int64)
-    max_abs_bits = max_rel_bits = np.int64(0)
     t = 0
     for r0 in range(0, rows, TILE):
         r1 = min(rows, r0 + TILE)
         for c0 in range(0, cols, TILE):
             c1 = min(cols, c0 + TILE)
-            tile_bits = np.int64(0)
+            width = c1 - c0
+            top[:width] = 0.0
             for i in range(r0, r1):
-                for j in range(c0, c1):
-                    x = np.float64(a[i, j])
-                    y = np.float64(b[i, j])
+                row_a, row_b = a[i, c0:c1], b[i, c0:c1]
+                for k in range(width):
+                    x = np.float64(row_a[k])
+                    y = np.float64(row_b[k])
                     d = abs(x - y)
                     m = max(abs(x), abs(y))
-                    sq_a += x * x
-                    sq_b += y * y
-                    sq_d += d * d
-                    diffs[j - c0] = d
-                    rels[j - c0] = d / (m if m > 0.0 else 1.0)
+                    sq_a[k] += x * x
+                    sq_b[k] += y * y
+                    sq_d[k] += d * d
+                    rel = d / (m if m > 0.0 else 1.0)
+                    top_rel[k] = max(top_rel[k], rel)
+                    top[k] = max(top[k], d)
                     n_bad += d > atol + rtol * m
-                for k in range(c1 - c0):
-                    tile_bits = max(tile_bits, diff_bits[k])
-                    max_rel_bits = max(max_rel_bits, rel_bits[k])
-            as_bits[0] = tile_bits
-            tile_max[t] = bits[0]
-            max_abs_bits = max(max_abs_bits, tile_bits)
+            greatest = 0.0
+            for k in range(width):
+                greatest = max(greatest, top[k])
+            tile_max[t] = greatest
             t += 1
-    as_bits[0] = max_abs_bits
-    max_abs = bits[0]
-    as_bits[0] = max_rel_bits
-    max_rel = bits[0]
-    return max_abs, max_rel, n_bad, sq_a, sq_b, sq_d
+    max_rel = 0.0
+    for k in range(TILE):
+        max_rel = max(max_rel, top_rel[k])
+    return max_rel, n_bad, _lanes_total(sq_a), _lanes_total(sq_b), _lanes_total(sq_d)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -94,9 +102,12 @@ def _fast_scan(a: Any, b: Any, rtol: float, atol: float, row: Any) -> bool:  # p
         return False
     tiles_across = (cols + TILE - 1) // TILE
     tile_max = np.empty(((rows + TILE - 1) // TILE) * tiles_across)
-    max_abs, max_rel, n_bad, sq_a, sq_b, sq_d = _fast_sums(a, b, rtol, atol, tile_max)
+    max_rel, n_bad, sq_a, sq_b, sq_d = _fast_sums(a, b, rtol, atol, tile_max)
     if n_bad > 0:
         return False
+    max_abs = 0.0
+    for t in range(tile_max.size):
+        max_abs = max(max_abs, tile_max[t])
     at = 0
     if max_abs > 0.0:  # the first element in C order at the greatest difference, from the tiles that hold it
         at = rows * cols
@@ -125,7 +136,8 @@ def _fast_scan(a: Any, b: Any, rtol: float, atol: float, row: Any) -> bool:  # p
 def _exact_scan(a: Any, b: Any, rtol: float, atol: float, exact_int: bool, row: Any) -> None:  # pragma: no cover
     """Every field with NaN, Inf and integers minded, one element at a time."""
     rows, cols = a.shape
-    max_abs = max_rel = sq_a = sq_b = sq_d = 0.0
+    max_abs = max_rel = 0.0
+    sq_a, sq_b, sq_d = np.zeros(TILE), np.zeros(TILE), np.zeros(TILE)  # in lanes, as the fast pass adds them
     worst_score = -1.0
     worst_at = -1
     greatest_at = 0
@@ -161,9 +173,9 @@ def _exact_scan(a: Any, b: Any, rtol: float, atol: float, exact_int: bool, row: 
                             inf_b += 1
                     if finite_x != finite_y:
                         mismatch = 1
-                    sq_a += x * x
-                    sq_b += y * y
-                    sq_d += d * d
+                    sq_a[j - c0] += x * x
+                    sq_b[j - c0] += y * y
+                    sq_d[j - c0] += d * d
                     if d > max_abs or (d == max_abs and d > 0.0 and at < greatest_at):
                         max_abs = d
                         greatest_at = at
@@ -185,9 +197,9 @@ def _exact_scan(a: Any, b: Any, rtol: float, atol: float, exact_int: bool, row: 
     row[1] = max_rel
     row[2] = n_bad
     row[3] = worst_at if worst_at >= 0 else greatest_at
-    row[4] = sq_a
-    row[5] = sq_b
-    row[6] = sq_d
+    row[4] = _lanes_total(sq_a)
+    row[5] = _lanes_total(sq_b)
+    row[6] = _lanes_total(sq_d)
     row[7] = nan_a
     row[8] = nan_b
     row[9] = inf_a
