@@ -10,7 +10,11 @@ The models (synthetic data, the same math on both sides unless said otherwise):
 - ``wide``: the same file's ``wide``, 784-1024-1024-10, batch 128;
 - ``linear2048``: ``tests/fixtures/linear2048.py`` as posted, one 2048 x 2048 float32 layer,
   batch 8, whose NumPy gradient is 2048 times torch's: a divergence at step 0, so
-  ``gradstep check`` diagnoses it, and the whole process counts that too.
+  ``gradstep check`` diagnoses it, and the whole process counts that too (variant
+  ``as-posted-long``: the same, with 160 steps to take the run's from).
+
+A check that runs fewer steps than asked (a scenario too short) fails, rather than
+set its steps against more of the bare loop's.
 
 For each model, each measurement in a subprocess of its own (peak memory is the
 process's ``ru_maxrss``), alternating bare / gradstep ``--repeat`` times, medians:
@@ -19,7 +23,11 @@ process's ``ru_maxrss``), alternating bare / gradstep ``--repeat`` times, median
   functions) in a plain loop through the runners' ``advance``, nothing recorded;
   then, in the same process from a fresh set-up, ``record``: the same steps with
   every tensor recorded in the NumPy side's names and layout (``Lockstep.step``),
-  nothing compared: what recording alone costs;
+  nothing compared: what recording alone costs; and once more, ``compare``: each
+  recorded step's pairs through the comparison kernel (``PairSummarizer``, every
+  element of every pair but the weights' ``before``, which the engine carries
+  from the last ``after``), nothing else: no local re-run, referee or trace.
+  What the design of comparing every element at every step costs at the least;
 - ``check``: ``gradstep check MODEL --steps N``, in process through the CLI,
   report to /dev/null; the loop (``Engine.run``) and the whole process
   (imports, set-up, run, diagnosis, report) are timed apart, and set against
@@ -99,8 +107,8 @@ MODELS = {
                    {"numpy.update": [(" + min(state[\"step\"] - 1, 1))", ")")]}),
     "wide": Model("MLP 784-1024-1024-10, batch 128", str(FIXTURES / "relu_mlp.py"), "wide", 30, "wide-lr",
                   {"numpy.update": [(" + min(state[\"step\"] - 1, 1))", ")")]}),
-    "linear2048": Model("linear 2048x2048, batch 8, as-posted", str(FIXTURES / "linear2048.py"), "as-posted", 16,
-                        "as-posted", {"numpy.backward": [("/ len(batch[\"x\"])", "/ acts[\"out\"].size")]}),
+    "linear2048": Model("linear 2048x2048, batch 8, as-posted", str(FIXTURES / "linear2048.py"), "as-posted-long",
+                        16, "as-posted-long", {"numpy.backward": [("/ len(batch[\"x\"])", "/ acts[\"out\"].size")]}),
 }
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -123,7 +131,8 @@ def _peak_mb() -> float:
 
 def bare_child(scenario: str, variant: str, steps: int) -> dict:
     """The scenario's own functions, step after step, nothing recorded or compared; then, in a fresh
-    set-up of the same process, the same steps recorded (``Lockstep.step``), nothing compared."""
+    set-up of the same process, the same steps recorded (``Lockstep.step``), nothing compared; then
+    recorded and every pair summarized by the kernel, nothing else."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -139,7 +148,34 @@ def bare_child(scenario: str, variant: str, steps: int) -> dict:
         pair.step(step)
     out["record_s"] = time.perf_counter() - started
     out["model_bytes"] = _params_and_activations(pair, steps)
+    del pair
+    out["compare_s"] = _record_and_compare(scenario, variant, steps)
     return out
+
+
+def _record_and_compare(scenario: str, variant: str, steps: int) -> float:
+    """Seconds for ``steps`` recorded steps, each step's pairs summarized by the kernel (the kernel loaded
+    and the summarizer made before the clock starts, on a step of a set-up of its own)."""
+    import numpy as np
+
+    from gradstep.compare import PairSummarizer, tolerance_for
+
+    def pairs(record: Any) -> list[str]:
+        return [k for k in record.numpy if k in record.torch and not k.startswith("before ")
+                and np.size(record.numpy[k]) == np.size(record.torch[k])]
+
+    first = _lockstep(scenario, variant).step(0)
+    names = pairs(first)
+    summarizer = PairSummarizer([int(np.size(first.numpy[k])) for k in names],
+                                [tolerance_for(first.numpy[k].dtype, first.torch[k].dtype) for k in names])
+    summarizer.summarize([first.numpy[k] for k in names], [first.torch[k] for k in names])
+    del first
+    pair = _lockstep(scenario, variant)
+    started = time.perf_counter()
+    for step in range(steps):
+        record = pair.step(step)
+        summarizer.summarize([record.numpy[k] for k in names], [record.torch[k] for k in names])
+    return time.perf_counter() - started
 
 
 def _params_and_activations(pair: Any, step: int) -> dict[str, int]:
@@ -169,6 +205,7 @@ def check_child(scenario: str, variant: str, steps: int) -> dict:
             return run(self, *args, **kwargs)
         finally:
             timed["loop_s"] = time.perf_counter() - started
+            timed["steps_run"] = self.next_step
             emit({**timed, "peak_mb": _peak_mb()})  # what a run killed in its diagnosis still tells
 
     Engine.run = timed_run
@@ -178,6 +215,8 @@ def check_child(scenario: str, variant: str, steps: int) -> dict:
             cli.main(["check", scenario, "--variant", variant, "--steps", str(steps)])
         except SystemExit as done:
             code = done.code
+    if timed["steps_run"] != steps:  # the scenario runs fewer: a ratio against the bare loop's steps would lie
+        raise SystemExit(f"{scenario} --variant {variant} runs {timed['steps_run']} steps, not {steps}")
     return {"loop_s": timed["loop_s"], "exit": code, "peak_mb": _peak_mb(),
             "report_s": time.perf_counter() - STARTED}
 
@@ -415,6 +454,7 @@ def summarize(name: str, steps: int, runs: dict[str, list[dict]]) -> dict:
     out: dict[str, Any] = {"model": name, "title": MODELS[name].title, "steps": steps, "failures": failures}
     out["bare_loop_s"] = _median(bare, "loop_s")
     out["record_loop_s"] = _median(bare, "record_s")
+    out["compare_loop_s"] = _median(bare, "compare_s")
     out["check_loop_s"] = _median(partial["check"], "loop_s")
     # Whole processes, from the script's first line (imports included) to the end of their work.
     out["bare_process_s"] = _median([{"s": r["setup_s"] + r["loop_s"]} for r in bare], "s")
@@ -422,6 +462,7 @@ def summarize(name: str, steps: int, runs: dict[str, list[dict]]) -> dict:
     out["check_exit"] = check[0]["exit"] if check else None
     out["check_timed_out"] = not check and any(r.get("timed_out") for r in runs["check"])
     out["record_ratio"] = _ratio(out["record_loop_s"], out["bare_loop_s"])
+    out["compare_ratio"] = _ratio(out["compare_loop_s"], out["bare_loop_s"])
     out["loop_ratio"] = _ratio(out["check_loop_s"], out["bare_loop_s"])
     out["process_ratio"] = _ratio(out["check_process_s"], out["bare_process_s"])
     # (of a check killed in its diagnosis: the peak when its run ended, the failure says so)
@@ -470,12 +511,13 @@ def print_table(results: list[dict], header: str) -> None:
     print(header)
     print()
     cols = (f"{'model':38} {'steps':>5} {'bare ms/step':>12} {'check ms/step':>13} {'loop ×':>7} "
-            f"{'record ×':>8} {'bare proc':>9} {'check proc':>10} {'proc ×':>7}")
+            f"{'record ×':>8} {'+compare ×':>10} {'bare proc':>9} {'check proc':>10} {'proc ×':>7}")
     print(cols)
     for r in results:
         print(f"{r['title']:38} {r['steps']:>5} {_fmt(_per_step(r, 'bare_loop_s'), '.2f'):>12} "
               f"{_fmt(_per_step(r, 'check_loop_s'), '.2f'):>13} {_fmt(r['loop_ratio'], '.2f'):>7} "
-              f"{_fmt(r['record_ratio'], '.2f'):>8} {_fmt(r['bare_process_s'], '.1f', ' s'):>9} "
+              f"{_fmt(r['record_ratio'], '.2f'):>8} {_fmt(r['compare_ratio'], '.2f'):>10} "
+              f"{_fmt(r['bare_process_s'], '.1f', ' s'):>9} "
               f"{_check_process(r):>10} {_fmt(r['process_ratio'], '.2f'):>7}")
     print()
     print(f"{'model':38} {'bare peak':>9} {'check peak':>10} {'extra':>9} {'P':>9} {'A':>9} {'extra/(P+A)':>11}")

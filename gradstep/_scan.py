@@ -12,13 +12,15 @@ TILE = 64  # 64 x 64 elements of each side: a tile of both fits in L1, whichever
 
 
 @numba.njit(cache=True, nogil=True)
-def scan(a: Any, b: Any, rtol: float, atol: float, exact_int: bool, row: Any) -> None:  # pragma: no cover
+def scan(a: Any, b: Any, rtol: float, atol: float, exact_int: bool, row: Any,
+         expect_bad: bool = False) -> None:  # pragma: no cover
     """Write the summary row of 2-D ``a`` against ``b`` into ``row`` (see gradstep.kernel for its fields).
 
-    Most pairs are finite and within tolerance: for them a branch-free pass gives the row at a third of
-    the cost; anything else (a NaN or Inf, an element out of tolerance, integers) takes the exact pass.
+    Most pairs are finite: for them a branch-free pass gives the row at a third of the cost or less, out of
+    tolerance or not; a pair with a NaN or an Inf, and integers, take the exact pass. ``expect_bad``: the
+    pair had elements out of tolerance last time (see ``_fast_scan``).
     """
-    if exact_int or not _fast_scan(a, b, rtol, atol, row):
+    if exact_int or not _fast_scan(a, b, rtol, atol, row, expect_bad):
         _exact_scan(a, b, rtol, atol, exact_int, row)
 
 
@@ -54,13 +56,17 @@ def _lanes_total(lanes: Any) -> float:  # pragma: no cover
     return total
 
 
-# Only on finite elements (checked first): no NaN or Inf to keep track of, no branch an element. No "reassoc"
-# or "contract": every sum and every product rounds as in the exact pass.
-@numba.njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz"})
-def _fast_sums(a: Any, b: Any, rtol: float, atol: float, tile_max: Any) -> Any:  # pragma: no cover
+# Only on finite elements (checked first): no NaN to keep track of, no branch an element ("ninf" is not
+# claimed: a score is infinite where the tolerance is 0). No "reassoc" or "contract": every sum, product and
+# quotient rounds as in the exact pass. Per tile and lane, the greatest
+# difference and the greatest score (how far out of tolerance: 0 within it), found again afterwards in the tiles
+# that hold them; per lane, the greatest relative difference and the sums of squares.
+@numba.njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
+def _finite_sums(a: Any, b: Any, rtol: float, atol: float, scored: bool, tile_abs: Any,
+                 tile_score: Any) -> Any:  # pragma: no cover
     rows, cols = a.shape
     sq_a, sq_b, sq_d = np.zeros(TILE), np.zeros(TILE), np.zeros(TILE)
-    top, top_rel = np.empty(TILE), np.zeros(TILE)  # per lane: the greatest difference in this tile, and rel
+    top, top_score, top_rel = np.empty(TILE), np.empty(TILE), np.zeros(TILE)
     n_bad = 0
     t = 0
     for r0 in range(0, rows, TILE):
@@ -69,6 +75,7 @@ def _fast_sums(a: Any, b: Any, rtol: float, atol: float, tile_max: Any) -> Any: 
             c1 = min(cols, c0 + TILE)
             width = c1 - c0
             top[:width] = 0.0
+            top_score[:width] = 0.0
             for i in range(r0, r1):
                 row_a, row_b = a[i, c0:c1], b[i, c0:c1]
                 for k in range(width):
@@ -79,14 +86,20 @@ def _fast_sums(a: Any, b: Any, rtol: float, atol: float, tile_max: Any) -> Any: 
                     sq_a[k] += x * x
                     sq_b[k] += y * y
                     sq_d[k] += d * d
-                    rel = d / (m if m > 0.0 else 1.0)
-                    top_rel[k] = max(top_rel[k], rel)
+                    top_rel[k] = max(top_rel[k], d / (m if m > 0.0 else 1.0))
                     top[k] = max(top[k], d)
-                    n_bad += d > atol + rtol * m
-            greatest = 0.0
+                    allowed = atol + rtol * m
+                    bad = d > allowed
+                    n_bad += bad
+                    if scored:  # the same for every element: compiled as two loops, one without the division
+                        score = d / (allowed if allowed > 0.0 else 1.0) if allowed > 0.0 else math.inf
+                        top_score[k] = max(top_score[k], score if bad else 0.0)
+            greatest = worst = 0.0
             for k in range(width):
                 greatest = max(greatest, top[k])
-            tile_max[t] = greatest
+                worst = max(worst, top_score[k])
+            tile_abs[t] = greatest
+            tile_score[t] = worst
             t += 1
     max_rel = 0.0
     for k in range(TILE):
@@ -95,40 +108,62 @@ def _fast_sums(a: Any, b: Any, rtol: float, atol: float, tile_max: Any) -> Any: 
 
 
 @numba.njit(cache=True, nogil=True)
-def _fast_scan(a: Any, b: Any, rtol: float, atol: float, row: Any) -> bool:  # pragma: no cover
-    """The row of a finite pair with nothing out of tolerance; False (row untouched) for any other pair."""
+def _first_at(a: Any, b: Any, rtol: float, atol: float, tile_max: Any, greatest: float,
+              score: bool) -> int:  # pragma: no cover
+    """The first element in C order whose difference (``score``: whose score) is ``greatest``, from the tiles
+    whose maximum it is."""
+    rows, cols = a.shape
+    tiles_across = (cols + TILE - 1) // TILE
+    at = rows * cols
+    for t in range(tile_max.size):
+        if tile_max[t] != greatest:
+            continue
+        r0 = (t // tiles_across) * TILE
+        c0 = (t % tiles_across) * TILE
+        for i in range(r0, min(rows, r0 + TILE)):
+            for j in range(c0, min(cols, c0 + TILE)):
+                x = np.float64(a[i, j])
+                y = np.float64(b[i, j])
+                d = abs(x - y)
+                if score:
+                    allowed = atol + rtol * max(abs(x), abs(y))
+                    value = (d / allowed if allowed > 0.0 else math.inf) if d > allowed else 0.0
+                else:
+                    value = d
+                if value == greatest:
+                    at = min(at, i * cols + j)
+                    break
+    return at
+
+
+@numba.njit(cache=True, nogil=True)
+def _fast_scan(a: Any, b: Any, rtol: float, atol: float, row: Any,
+               expect_bad: bool = False) -> bool:  # pragma: no cover
+    """The row of a finite pair, out of tolerance or not; False (row untouched) for a pair with NaN or Inf.
+    ``expect_bad``: the pair was out of tolerance last time (a divergence persists): scores from the start."""
     rows, cols = a.shape
     if not _finite(a, b):
         return False
-    tiles_across = (cols + TILE - 1) // TILE
-    tile_max = np.empty(((rows + TILE - 1) // TILE) * tiles_across)
-    max_rel, n_bad, sq_a, sq_b, sq_d = _fast_sums(a, b, rtol, atol, tile_max)
-    if n_bad > 0:
-        return False
-    max_abs = 0.0
-    for t in range(tile_max.size):
-        max_abs = max(max_abs, tile_max[t])
-    at = 0
-    if max_abs > 0.0:  # the first element in C order at the greatest difference, from the tiles that hold it
-        at = rows * cols
-        for t in range(tile_max.size):
-            if tile_max[t] == max_abs:
-                r0 = (t // tiles_across) * TILE
-                c0 = (t % tiles_across) * TILE
-                for i in range(r0, min(rows, r0 + TILE)):
-                    for j in range(c0, min(cols, c0 + TILE)):
-                        if abs(np.float64(a[i, j]) - np.float64(b[i, j])) == max_abs:
-                            at = min(at, i * cols + j)
-                            break
+    tiles = ((rows + TILE - 1) // TILE) * ((cols + TILE - 1) // TILE)
+    tile_abs, tile_score = np.empty(tiles), np.zeros(tiles)
+    # Most pairs have nothing out of tolerance: first without the scores, which only an element out of it needs.
+    max_rel, n_bad, sq_a, sq_b, sq_d = _finite_sums(a, b, rtol, atol, expect_bad, tile_abs, tile_score)
+    if n_bad > 0 and not expect_bad:
+        max_rel, n_bad, sq_a, sq_b, sq_d = _finite_sums(a, b, rtol, atol, True, tile_abs, tile_score)
+    max_abs = worst = 0.0
+    for t in range(tiles):
+        max_abs = max(max_abs, tile_abs[t])
+        worst = max(worst, tile_score[t])
+    greatest_at = _first_at(a, b, rtol, atol, tile_abs, max_abs, False) if max_abs > 0.0 else 0
     row[0] = max_abs
     row[1] = max_rel
-    row[2] = 0
-    row[3] = at
+    row[2] = n_bad
+    row[3] = _first_at(a, b, rtol, atol, tile_score, worst, True) if n_bad > 0 else greatest_at
     row[4] = sq_a
     row[5] = sq_b
     row[6] = sq_d
     row[7:12] = 0
-    row[12] = at
+    row[12] = greatest_at
     return True
 
 

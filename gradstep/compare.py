@@ -444,6 +444,7 @@ class PairSummarizer:
         self.tolerances = list(tolerances)
         self._rtol = [float(t.rtol) for t in tolerances]
         self._atol = [float(t.atol) for t in tolerances]
+        self._bad_last = [False] * len(tolerances)  # per pair: out of tolerance when last compared
 
     def matches(self, sizes: list[int]) -> bool:
         return len(sizes) == len(self.sizes) and bool(np.all(self.sizes == sizes))
@@ -460,7 +461,8 @@ class PairSummarizer:
             if carried is not None and position in carried:
                 rows[position] = carried[position]
             else:
-                scan_pair(a, b, self._rtol[i], self._atol[i], rows[position])
+                scan_pair(a, b, self._rtol[i], self._atol[i], rows[position], self._bad_last[i])
+                self._bad_last[i] = bool(rows[position, N_BAD] > 0)
         return StepSummary.of(rows)
 
 

@@ -73,10 +73,13 @@ def as_matrix(array: np.ndarray) -> np.ndarray:
 NO_TOLERANCE = float(np.finfo(np.float64).max)
 
 
-def scan_pair(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, row: np.ndarray | None = None) -> np.ndarray:
+def scan_pair(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, row: np.ndarray | None = None,
+              expect_bad: bool = False) -> np.ndarray:
     """The summary row of ``a`` against ``b`` (same number of elements; ``b`` is read in ``a``'s shape).
 
-    ``row``: where to write it (a row of a preallocated table), else a new one.
+    ``row``: where to write it (a row of a preallocated table), else a new one. ``expect_bad``: the pair
+    had elements out of tolerance the last time it was compared (the row is the same either way; a pair that
+    goes on diverging is read once rather than twice).
     Indices in the row are flat, in C order of ``a``'s shape.
     """
     row = np.empty(ROW) if row is None else row
@@ -89,7 +92,7 @@ def scan_pair(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, row: np.nd
         return row
     exact_int = a.dtype.kind in "iub" and b.dtype.kind in "iub"
     left, right = as_matrix(_numeric(a)), as_matrix(_numeric(b))
-    _kernel()(left, right, float(rtol), float(atol), exact_int, row)
+    _kernel()(left, right, float(rtol), float(atol), exact_int, row, expect_bad)
     return row
 
 

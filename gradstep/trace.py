@@ -119,7 +119,10 @@ class _Rows:
 class Trace:
     """Per-step summaries, a window of full steps and thinning checkpoints, within one budget."""
 
-    budget_bytes: int = 72 << 20  # summaries, window and checkpoints together (see the module's notes)
+    # Summaries, window and checkpoints together (see the module's notes). 32 MiB: with the comparison kernel's
+    # ~110 MB (numba, LLVM) a small model's whole extra peak stays under 150 MB; a step out of the window is
+    # recomputed from a checkpoint (fizzbuzz: ~13 ms).
+    budget_bytes: int = 32 << 20
     checkpoint_bytes: int = 128 << 20
     max_checkpoints: int = 256
     reserve_bytes: int = 16 << 20

@@ -549,8 +549,8 @@ def test_the_kernel_agrees_with_the_elementwise_rule_everywhere():
         assert row[SQ_DIFF] == pytest.approx(float((d.abs[finite] ** 2).sum())) or not finite.all()
 
 
-def _within_tolerance(rng: np.random.RandomState):
-    """Finite pairs with nothing out of tolerance: the kernel's vectorised path."""
+def _finite_pairs(rng: np.random.RandomState):
+    """Finite pairs, within tolerance or not: the kernel's vectorised path."""
     a = rng.standard_normal((150, 200)).astype(np.float32)
     noisy = (a * (1 + 1e-7 * rng.standard_normal(a.shape))).astype(np.float32)
     yield a, noisy  # float32 noise in most elements
@@ -563,6 +563,11 @@ def _within_tolerance(rng: np.random.RandomState):
     yield tie, other
     tiny = np.full((3, 3), 5e-324)
     yield tiny, tiny * 2  # subnormal
+    off = a.copy()
+    off[149, 3] = off[80, 150] = off[80, 70] = 9.0  # out of tolerance, the same score in three tiles
+    yield a, off
+    yield a, (a * (1 + 0.5 * rng.standard_normal(a.shape))).astype(np.float32)  # most elements out
+    yield np.ascontiguousarray(off.T).T, a  # out of tolerance, one side in torch's layout
 
 
 def test_the_vectorised_path_gives_the_exact_paths_row():
@@ -570,21 +575,25 @@ def test_the_vectorised_path_gives_the_exact_paths_row():
     from gradstep.kernel import GREATEST, MAX_ABS, MAX_REL, N_BAD, WORST, as_matrix
 
     rng = np.random.RandomState(5)
-    tol = Tolerance(1e-5, 1e-8)
-    for a, b in _within_tolerance(rng):
-        left, right = as_matrix(a), as_matrix(b.reshape(a.shape))
-        fast, exact = np.full(13, -1.0), np.empty(13)
-        assert _fast_scan(left, right, tol.rtol, tol.atol, fast)  # taken: finite, nothing out of tolerance
-        _exact_scan(left, right, tol.rtol, tol.atol, False, exact)
-        # Every field to the bit, the sums of squares too: they are added in the same order whatever the
-        # layout or the machine's vector width, so a pair's normwise error never depends on either.
-        assert fast.tolist() == exact.tolist()
-        d = element_diffs(a, b.reshape(a.shape), tol)
-        assert fast[MAX_ABS] == d.abs.max() and fast[MAX_REL] == d.rel.max() and fast[N_BAD] == 0
-        assert fast[WORST] == fast[GREATEST] == int(np.argmax(d.abs))
+    for tol in (Tolerance(1e-5, 1e-8), Tolerance(0.0, 0.0)):  # the second: any difference out, scores infinite
+        for a, b in _finite_pairs(rng):
+            left, right = as_matrix(a), as_matrix(b.reshape(a.shape))
+            exact = np.empty(13)
+            _exact_scan(left, right, tol.rtol, tol.atol, False, exact)
+            d = element_diffs(a, b.reshape(a.shape), tol)
+            for expect_bad in (False, True):  # the row does not depend on the hint
+                fast = np.full(13, -1.0)
+                assert _fast_scan(left, right, tol.rtol, tol.atol, fast, expect_bad)  # taken: finite
+                # Every field to the bit, the sums of squares too: they are added in the same order whatever
+                # the layout or the machine's vector width, so a pair's normwise error never depends on either.
+                assert fast.tolist() == exact.tolist()
+                assert fast[MAX_ABS] == d.abs.max() and fast[MAX_REL] == d.rel.max() and fast[N_BAD] == d.bad.sum()
+                score = np.where(d.bad, d.score if tol.atol else np.inf, -1.0)  # nothing allowed: infinitely out
+                worst = int(np.argmax(score)) if d.bad.any() else int(np.argmax(d.abs))
+                assert fast[WORST] == worst and fast[GREATEST] == int(np.argmax(d.abs))
     a = np.ones((70, 70))
     b = a.copy()
-    b[69, 69] = 2.0  # one element out of tolerance: the exact path's, row untouched
-    assert not _fast_scan(a, b, tol.rtol, tol.atol, np.empty(13))
-    b[69, 69] = np.nan
-    assert not _fast_scan(a, b, tol.rtol, tol.atol, np.empty(13))
+    b[69, 69] = np.nan  # NaN or Inf: the exact path's, row untouched
+    assert not _fast_scan(a, b, 1e-5, 1e-8, np.empty(13))
+    b[69, 69] = np.inf
+    assert not _fast_scan(a, b, 1e-5, 1e-8, np.empty(13))
