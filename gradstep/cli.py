@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gradstep import __version__
+from gradstep.heap import map_big_blocks
 
 EXIT_PARITY, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -54,6 +55,7 @@ def main() -> None:
     Scenario files are Python and run with your rights: open only files you trust.
     On the CPU, torch runs on one thread unless OMP_NUM_THREADS is set.
     """
+    map_big_blocks()  # model-sized arrays come and go every step: freed, they go back to the system
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
