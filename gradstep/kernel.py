@@ -20,12 +20,13 @@ keeps in registers everything the row needs:
 - NaN and Inf counts per side, and whether any element is finite on one side
   only.
 
-Most pairs are finite with nothing out of tolerance (float32 noise, or equal):
-for those a branch-free pass (no NaN or Inf to mind, checked first) gives the
-row, and the index of the greatest difference is found again in the one tile
-that holds it; any other pair takes the exact pass, one element at a time.
-Both give the same row to the bit: the sums of squares are added in the same
-order, whatever the layout or the machine.
+Most pairs are finite (float32 noise, equal, or a real divergence): for those
+a branch-free, vectorised pass (no NaN or Inf to mind, checked first) gives the
+row, and the indices of the greatest difference and of the worst element are
+found again in the tiles that hold them; a pair with a NaN or an Inf, and
+integers, take the exact pass, one element at a time. Both give the same row to
+the bit: the sums of squares are added in the same order (64 lanes, one a column
+of a tile, then the lanes in order), whatever the layout or the machine.
 
 Compiling takes a few seconds the first time a dtype pair is met; numba caches
 the machine code beside this file (or in its user cache), so later runs load it
