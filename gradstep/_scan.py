@@ -58,9 +58,9 @@ def _lanes_total(lanes: Any) -> float:  # pragma: no cover
 
 # Only on finite elements (checked first): no NaN to keep track of, no branch an element ("ninf" is not
 # claimed: a score is infinite where the tolerance is 0). No "reassoc" or "contract": every sum, product and
-# quotient rounds as in the exact pass. Per tile and lane, the greatest
-# difference and the greatest score (how far out of tolerance: 0 within it), found again afterwards in the tiles
-# that hold them; per lane, the greatest relative difference and the sums of squares.
+# quotient rounds as in the exact pass. Per tile and lane, the greatest difference and the greatest score (how
+# far out of tolerance: 0 within it), found again afterwards in the tiles that hold them; per lane, the
+# greatest relative difference and the sums of squares.
 @numba.njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
 def _finite_sums(a: Any, b: Any, rtol: float, atol: float, scored: bool, tile_abs: Any,
                  tile_score: Any) -> Any:  # pragma: no cover
