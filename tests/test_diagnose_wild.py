@@ -13,6 +13,7 @@ divergence directly.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -118,22 +119,26 @@ def test_nesterov_is_named_after_one_step():
     assert "sets nesterov=True" in top.cause
 
 
+def _first_finding_with_numpy_update(fixture: str, update, steps: int):
+    """The first finding on a wild fixture's correct variant whose NumPy update is ``update`` (a bug planted
+    in its update alone)."""
+    scenario = load_scenario(str(WILD / fixture), "fixed")
+    scenario = dataclasses.replace(scenario, numpy=dataclasses.replace(scenario.numpy, update=update))
+    engine = Engine(scenario)
+    engine.run(steps=steps)
+    return diagnose(engine, strict=True)[0]
+
+
 def test_adam_whose_step_count_never_advances_is_named():
     """A hand-written Adam that never stores its step count: the bias correction stays at step 1's. The update
     rule names it (it said NumPy's update was none of the rules it knows)."""
-    import dataclasses
-
     adam = MODULES["adam"]
 
     def stuck(p, grads, state, hp):
         adam.adam_step(p, grads, state, hp)
         state["t"] = 0  # the counter is never kept: every step is step 1 to the correction
 
-    scenario = load_scenario(str(WILD / "adam.py"), "fixed")
-    scenario = dataclasses.replace(scenario, numpy=dataclasses.replace(scenario.numpy, update=stuck))
-    engine = Engine(scenario)
-    engine.run(steps=4)
-    top = diagnose(engine, strict=True)[0]
+    top = _first_finding_with_numpy_update("adam.py", stuck, steps=4)
     assert (top.rule, top.side, top.function) == ("update-rule", "numpy", "numpy.update"), top.cause
     assert "NumPy's update is Adam with its bias correction stuck at step 1" in top.cause
 
@@ -141,16 +146,10 @@ def test_adam_whose_step_count_never_advances_is_named():
 def test_an_update_that_never_reaches_the_weights_is_named():
     """`w = w - lr * g` in a loop rebinds a name: NumPy's weights never change. Said as such (it read as
     "learning rate 0 on the NumPy side ... NumPy's steps are -0× torch's")."""
-    import dataclasses
-
     def rebinding(w, grads, state, hp):
         for name, weight in w.items():
             weight = weight - hp.lr * grads[name]  # the planted bug: rebinds a name
 
-    scenario = load_scenario(str(WILD / "cs231n_net.py"), "fixed")
-    scenario = dataclasses.replace(scenario, numpy=dataclasses.replace(scenario.numpy, update=rebinding))
-    engine = Engine(scenario)
-    engine.run(steps=2)
-    top = diagnose(engine, strict=True)[0]
+    top = _first_finding_with_numpy_update("cs231n_net.py", rebinding, steps=2)
     assert (top.rule, top.side, top.function) == ("update-rule", "numpy", "numpy.update"), top.cause
     assert "NumPy's update leaves W1 unchanged (Δw = 0 at every element in steps 0 to 1)" in top.cause
