@@ -92,8 +92,6 @@ def test_the_suite_is_the_one_the_issue_asks_for():
 def test_the_line_localiser_runs_a_loss_that_takes_the_weights():
     """A loss with an L2 term takes the weights (NumpySide.call_loss): the localiser must call it so, not go
     quiet on the TypeError of a three-argument call."""
-    import dataclasses
-
     scenario = load_scenario(str(WILD / "mlp_sigmoid.py"), "as-posted")
     plain = scenario.numpy.loss
 
